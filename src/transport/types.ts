@@ -1,0 +1,165 @@
+/**
+ * The contract every transport adapter fulfils: dial, read, write, close, ping-and-await-pong, and
+ * the underlying socket. The engine (and the pool behind it) only ever talk to this interface, so the
+ * WHATWG `WebSocket`, `npm:ws` and our own RFC 6455 client are interchangeable.
+ *
+ * @module
+ */
+
+/** A data message as delivered to handlers: text as a string, binary as bytes. */
+export type WireMessage =
+  | { readonly type: "text"; readonly data: string }
+  | { readonly type: "binary"; readonly data: Uint8Array };
+
+/** What can be sent: a string goes out as a text frame, bytes as a binary frame. */
+export type OutgoingData = string | Uint8Array;
+
+/** How a connection ended. */
+export interface CloseInfo {
+  /** The close code: the peer's, ours, 1005 when a close frame had no code, 1006 on a drop. */
+  readonly code: number;
+  /** The close reason (empty when there was none). */
+  readonly reason: string;
+  /** True when both close frames were exchanged before the socket closed. */
+  readonly wasClean: boolean;
+  /** Who started the close: us, the peer, or nobody (the connection dropped). */
+  readonly initiator: "local" | "remote" | "drop";
+}
+
+/** What the opening handshake gave. Fields an adapter cannot see are left undefined. */
+export interface HandshakeInfo {
+  /** The subprotocol the server selected ("" for none). */
+  readonly protocol: string;
+  /** The extensions the server accepted, as the `Sec-WebSocket-Extensions` header value. */
+  readonly extensions: string;
+  /** HTTP status of the handshake response (101), where the adapter sees it. */
+  readonly status?: number;
+  /** Response headers, where the adapter sees them (npm:ws and our own client do; WHATWG does not). */
+  readonly headers?: Headers;
+}
+
+/** Options an adapter's `dial` receives. Adapters reject options they cannot honour. */
+export interface DialOptions {
+  /** Subprotocols offered, in preference order. */
+  readonly protocols?: readonly string[];
+  /** Extra request headers (npm:ws and our client; Deno's WebSocket only with `--unstable-net`). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Budget for TCP connect + TLS + HTTP upgrade. */
+  readonly handshakeTimeoutMs: number;
+  /** Largest message accepted; bigger ones close the connection with 1009 where the adapter can. */
+  readonly maxPayload?: number;
+  /** Read back-pressure: stop reading the socket once this many bytes are queued unread. */
+  readonly readHighWaterMark?: number;
+  /** Read back-pressure: resume reading once the queue drops below this many bytes. */
+  readonly readLowWaterMark?: number;
+  /**
+   * Hard bound on queued unread bytes for adapters that cannot stop reading (WHATWG `WebSocket`).
+   * What happens past it is {@linkcode DialOptions.overflow}.
+   */
+  readonly maxQueuedBytes?: number;
+  /** Policy once `maxQueuedBytes` is exceeded. Default `"close"`. */
+  readonly overflow?: OverflowPolicy;
+  /** Aborting cancels the dial and closes anything half-open. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * What to do when unread messages exceed `maxQueuedBytes` on a socket that cannot be paused:
+ * - `"close"`: close the connection with 1008 and report a {@linkcode ReadOverflowError} (default);
+ * - `"drop-newest"` / `"drop-oldest"`: drop a message and report each drop as a {@linkcode ReadOverflowError}.
+ *
+ * Nothing is ever dropped silently.
+ */
+export type OverflowPolicy = "close" | "drop-newest" | "drop-oldest";
+
+/** An open connection made by an adapter. */
+export interface AdapterConnection {
+  /** What the handshake gave. */
+  readonly handshake: HandshakeInfo;
+  /** The runtime's own socket object (a `WebSocket`, a `ws` instance, our `WebSocketConnection`). */
+  readonly underlying: unknown;
+  /**
+   * Takes the next queued message without waiting, or `undefined` when none is queued.
+   * Once the connection has closed and the queue is drained, it keeps returning `undefined` and
+   * {@linkcode AdapterConnection.closed} is settled.
+   */
+  poll(): WireMessage | undefined;
+  /** Resolves when `poll()` has a message or the connection has closed. */
+  readable(): Promise<void>;
+  /** Settles (never rejects) once the connection is closed and every queued message was polled. */
+  readonly closed: Promise<CloseInfo>;
+  /** True once the socket is closed (messages may still be queued). */
+  readonly isClosed: boolean;
+  /** Queues a message; resolves once the runtime accepted it (awaitable send). */
+  send(data: OutgoingData): Promise<void>;
+  /** Bytes accepted by `send` but not yet written to the socket. */
+  readonly bufferedAmount: number;
+  /**
+   * Sends a ping and resolves with the round-trip time in ms when the pong arrives.
+   * Rejects with {@linkcode NotSupportedError} on adapters that cannot ping (WHATWG `WebSocket`).
+   */
+  ping(timeoutMs: number): Promise<number>;
+  /**
+   * Starts the close handshake with `code`/`reason`, waits up to `timeoutMs` for the peer's close,
+   * then drops the socket. Resolves with how it ended. Calling it twice returns the same promise.
+   */
+  close(code?: number, reason?: string, timeoutMs?: number): Promise<CloseInfo>;
+  /** Drops the socket at once, without a close handshake. */
+  terminate(): void;
+}
+
+/** A way to open connections: one per runtime WebSocket implementation. */
+export interface WebSocketAdapter {
+  /** A short name used in logs, spans and errors ("whatwg", "ws", "wse"). */
+  readonly name: string;
+  /** Opens a connection, or rejects with a {@linkcode DialError}. */
+  dial(url: URL, options: DialOptions): Promise<AdapterConnection>;
+}
+
+/** A dial that failed: refused, timed out, or a handshake the server answered with an HTTP error. */
+export class DialError extends Error {
+  override name = "DialError";
+  /** The HTTP status the server answered with, when it answered. */
+  readonly status?: number;
+  constructor(message: string, options?: { status?: number; cause?: unknown }) {
+    super(message, { cause: options?.cause });
+    this.status = options?.status;
+  }
+}
+
+/** An operation the adapter cannot perform (e.g. `ping` on the WHATWG `WebSocket`). */
+export class NotSupportedError extends Error {
+  override name = "NotSupportedError";
+}
+
+/** A send or read on a connection that is already closed. */
+export class ConnectionClosedError extends Error {
+  override name = "ConnectionClosedError";
+  /** How the connection ended, when known. */
+  readonly close?: CloseInfo;
+  constructor(message = "the connection is closed", close?: CloseInfo) {
+    super(message);
+    this.close = close;
+  }
+}
+
+/** Unread messages exceeded their bound on a socket that cannot be paused. */
+export class ReadOverflowError extends Error {
+  override name = "ReadOverflowError";
+  /** The policy that was applied. */
+  readonly policy: OverflowPolicy;
+  /** Bytes queued when the bound was hit. */
+  readonly queuedBytes: number;
+  constructor(policy: OverflowPolicy, queuedBytes: number, limit: number) {
+    super(
+      `unread messages exceeded maxQueuedBytes (${queuedBytes} > ${limit}); policy "${policy}" applied`,
+    );
+    this.policy = policy;
+    this.queuedBytes = queuedBytes;
+  }
+}
+
+/** Byte size of a message as it counts against queue limits (UTF-16 length ×2 is close enough for text). */
+export function messageSize(message: WireMessage): number {
+  return message.type === "text" ? message.data.length * 2 : message.data.byteLength;
+}
