@@ -1,0 +1,353 @@
+/**
+ * RFC 6455 framing: the opcodes, a serializer with minimal length encoding, and an incremental
+ * parser that gives the same frames for any split of the byte stream. No I/O.
+ *
+ * @module
+ */
+
+import { applyMask } from "./mask.ts";
+import { CloseCode, ProtocolError } from "./errors.ts";
+
+/**
+ * Frame opcodes (RFC 6455 §5.2).
+ *
+ * @example
+ * ```ts
+ * import { Opcode } from "./frames.ts";
+ * console.log(Opcode.Text, Opcode.Close); // 1 8
+ * ```
+ */
+export const Opcode = {
+  Continuation: 0,
+  Text: 1,
+  Binary: 2,
+  Close: 8,
+  Ping: 9,
+  Pong: 10,
+} as const;
+
+/**
+ * True for control opcodes (close, ping, pong and the reserved 0xB..0xF).
+ *
+ * @example
+ * ```ts
+ * import { isControlOpcode, Opcode } from "./frames.ts";
+ * console.log(isControlOpcode(Opcode.Ping), isControlOpcode(Opcode.Text)); // true false
+ * ```
+ */
+export function isControlOpcode(opcode: number): boolean {
+  return (opcode & 0x8) !== 0;
+}
+
+/** Largest payload a control frame may carry (RFC 6455 §5.5). */
+export const MAX_CONTROL_PAYLOAD = 125;
+
+/**
+ * One decoded frame. `payload` is already unmasked; `masked` says whether it came masked.
+ *
+ * @example
+ * ```ts
+ * import { type Frame, Opcode } from "./frames.ts";
+ * const f: Frame = {
+ *   fin: true, rsv1: false, rsv2: false, rsv3: false,
+ *   opcode: Opcode.Text, masked: false, payload: new TextEncoder().encode("hi"),
+ * };
+ * console.log(f.payload.length); // 2
+ * ```
+ */
+export interface Frame {
+  fin: boolean;
+  rsv1: boolean;
+  rsv2: boolean;
+  rsv3: boolean;
+  opcode: number;
+  masked: boolean;
+  payload: Uint8Array;
+}
+
+/**
+ * Options of {@linkcode encodeFrame} and {@linkcode encodeFrameHeader}.
+ *
+ * @example
+ * ```ts
+ * import type { EncodeOptions } from "./frames.ts";
+ * const opts: EncodeOptions = { fin: false, mask: new Uint8Array(4) };
+ * console.log(opts.fin); // false
+ * ```
+ */
+export interface EncodeOptions {
+  /** Final fragment (default true). */
+  fin?: boolean;
+  /** RSV1, set on the first frame of a compressed message (permessage-deflate). */
+  rsv1?: boolean;
+  /** 4-byte masking key (clients must mask); absent = unmasked. */
+  mask?: Uint8Array;
+}
+
+function headerLength(length: number, masked: boolean): number {
+  return (length < 126 ? 2 : length < 0x10000 ? 4 : 10) + (masked ? 4 : 0);
+}
+
+function writeHeader(
+  out: Uint8Array,
+  opcode: number,
+  length: number,
+  options: EncodeOptions | undefined,
+): number {
+  const fin = options?.fin ?? true;
+  const mask = options?.mask;
+  out[0] = (fin ? 0x80 : 0) | (options?.rsv1 ? 0x40 : 0) | (opcode & 0x0f);
+  const maskBit = mask ? 0x80 : 0;
+  let p: number;
+  if (length < 126) {
+    out[1] = maskBit | length;
+    p = 2;
+  } else if (length < 0x10000) {
+    out[1] = maskBit | 126;
+    out[2] = length >>> 8;
+    out[3] = length & 0xff;
+    p = 4;
+  } else {
+    out[1] = maskBit | 127;
+    const hi = Math.floor(length / 0x100000000);
+    const lo = length >>> 0;
+    out[2] = hi >>> 24;
+    out[3] = (hi >>> 16) & 0xff;
+    out[4] = (hi >>> 8) & 0xff;
+    out[5] = hi & 0xff;
+    out[6] = lo >>> 24;
+    out[7] = (lo >>> 16) & 0xff;
+    out[8] = (lo >>> 8) & 0xff;
+    out[9] = lo & 0xff;
+    p = 10;
+  }
+  if (mask) {
+    if (mask.length !== 4) throw new RangeError("a masking key is 4 bytes");
+    out.set(mask, p);
+    p += 4;
+  }
+  return p;
+}
+
+/**
+ * Serializes one frame (header + payload) into a single new buffer, with the minimal 7/16/64-bit
+ * length encoding. With `mask`, the payload copy is masked (the input is left untouched).
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, Opcode } from "./frames.ts";
+ * const bytes = encodeFrame(Opcode.Binary, new TextEncoder().encode("Hello Client"));
+ * console.log(bytes[0], bytes[1], bytes.length); // 130 12 14
+ * ```
+ */
+export function encodeFrame(
+  opcode: number,
+  payload: Uint8Array,
+  options?: EncodeOptions,
+): Uint8Array {
+  const length = payload.length;
+  const out = new Uint8Array(headerLength(length, options?.mask !== undefined) + length);
+  const p = writeHeader(out, opcode, length, options);
+  out.set(payload, p);
+  if (options?.mask) applyMask(out.subarray(p), options.mask);
+  return out;
+}
+
+/**
+ * Serializes only a frame header, for writing a large payload without copying it (the caller
+ * writes header then payload; with `mask` the caller must mask the payload itself).
+ *
+ * @example
+ * ```ts
+ * import { encodeFrameHeader, Opcode } from "./frames.ts";
+ * console.log(encodeFrameHeader(Opcode.Binary, 70000).length); // 10
+ * ```
+ */
+export function encodeFrameHeader(
+  opcode: number,
+  payloadLength: number,
+  options?: EncodeOptions,
+): Uint8Array {
+  const out = new Uint8Array(headerLength(payloadLength, options?.mask !== undefined));
+  writeHeader(out, opcode, payloadLength, options);
+  return out;
+}
+
+/**
+ * Options of {@linkcode FrameParser}. The header checks run as soon as the first two bytes are
+ * in, so a hostile frame is refused before its payload is buffered.
+ *
+ * @example
+ * ```ts
+ * import type { FrameParserOptions } from "./frames.ts";
+ * const server: FrameParserOptions = { maxFrameSize: 1 << 20, expectMasked: true };
+ * console.log(server.expectMasked); // true
+ * ```
+ */
+export interface FrameParserOptions {
+  /** Largest payload of one frame; larger gives ProtocolError 1009. Default 64 MiB. */
+  maxFrameSize?: number;
+  /** An extension (permessage-deflate) claimed RSV1; otherwise RSV1 gives 1002. */
+  allowRsv1?: boolean;
+  /** true: frames must be masked (server); false: must not be (client); undefined: no check. */
+  expectMasked?: boolean;
+}
+
+const EMPTY = new Uint8Array(0);
+const DEFAULT_MAX = 64 * 1024 * 1024;
+
+/**
+ * Incremental frame parser: `push` socket bytes in any split, then call `next` until it returns
+ * `undefined`. Violations throw a {@linkcode ProtocolError} (and keep throwing it).
+ *
+ * `push` takes ownership of the bytes: payloads may be subarrays of them and masked payloads
+ * are unmasked in place, so do not reuse a pushed buffer.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, FrameParser, Opcode } from "./frames.ts";
+ * const wire = encodeFrame(Opcode.Text, new TextEncoder().encode("hi"));
+ * const parser = new FrameParser({});
+ * parser.push(wire.subarray(0, 1));
+ * console.log(parser.next()); // undefined
+ * parser.push(wire.subarray(1));
+ * console.log(new TextDecoder().decode(parser.next()!.payload)); // "hi"
+ * ```
+ */
+export class FrameParser {
+  #buf: Uint8Array = EMPTY;
+  #start = 0;
+  #end = 0;
+  // True when #buf is ours: we may append past #end (bytes before #start may be lent out).
+  #owned = false;
+  // Bytes the frame at #start needs in total, once its header is known (sizes the next buffer).
+  #need = 0;
+  #error: ProtocolError | undefined;
+  readonly #maxFrameSize: number;
+  readonly #allowRsv1: boolean;
+  readonly #expectMasked: boolean | undefined;
+
+  /** Creates a parser. */
+  constructor(opts: FrameParserOptions = {}) {
+    this.#maxFrameSize = opts.maxFrameSize ?? DEFAULT_MAX;
+    this.#allowRsv1 = opts.allowRsv1 ?? false;
+    this.#expectMasked = opts.expectMasked;
+  }
+
+  /** Bytes pushed but not yet returned as frames. */
+  get buffered(): number {
+    return this.#end - this.#start;
+  }
+
+  /** Appends bytes from the socket (takes ownership of them). */
+  push(bytes: Uint8Array): void {
+    const n = bytes.length;
+    if (n === 0) return;
+    const live = this.#end - this.#start;
+    if (live === 0) {
+      // Zero-copy: parse straight out of the caller's chunk.
+      this.#buf = bytes;
+      this.#start = 0;
+      this.#end = n;
+      this.#owned = false;
+      return;
+    }
+    if (this.#owned && this.#buf.length - this.#end >= n) {
+      this.#buf.set(bytes, this.#end);
+      this.#end += n;
+      return;
+    }
+    // Never compact in place: earlier payloads may be subarrays of the old buffer.
+    const capacity = Math.max(live + n, this.#need, Math.min(2 * (live + n), live + n + 65536));
+    const next = new Uint8Array(capacity);
+    next.set(this.#buf.subarray(this.#start, this.#end));
+    next.set(bytes, live);
+    this.#buf = next;
+    this.#start = 0;
+    this.#end = live + n;
+    this.#owned = true;
+  }
+
+  #fail(code: number, message: string): never {
+    this.#error = new ProtocolError(code, message);
+    this.#buf = EMPTY;
+    this.#start = this.#end = 0;
+    throw this.#error;
+  }
+
+  /** Returns the next complete frame, or `undefined` when more bytes are needed. */
+  next(): Frame | undefined {
+    if (this.#error) throw this.#error;
+    const buf = this.#buf;
+    const s = this.#start;
+    const avail = this.#end - s;
+    if (avail < 2) return undefined;
+    const b0 = buf[s];
+    const b1 = buf[s + 1];
+    const opcode = b0 & 0x0f;
+    const fin = (b0 & 0x80) !== 0;
+    const rsv1 = (b0 & 0x40) !== 0;
+    const masked = (b1 & 0x80) !== 0;
+    let length = b1 & 0x7f;
+    if ((b0 & 0x30) !== 0) this.#fail(CloseCode.ProtocolError, "reserved bits RSV2/RSV3 set");
+    if (rsv1 && !this.#allowRsv1) {
+      this.#fail(CloseCode.ProtocolError, "reserved bit RSV1 set without a negotiated extension");
+    }
+    if ((opcode > 2 && opcode < 8) || opcode > 10) {
+      this.#fail(CloseCode.ProtocolError, `reserved opcode ${opcode}`);
+    }
+    if (opcode >= 8) {
+      if (!fin) this.#fail(CloseCode.ProtocolError, "fragmented control frame");
+      if (length > MAX_CONTROL_PAYLOAD) {
+        this.#fail(CloseCode.ProtocolError, "control frame payload over 125 bytes");
+      }
+      if (rsv1) this.#fail(CloseCode.ProtocolError, "RSV1 set on a control frame");
+    }
+    if (this.#expectMasked !== undefined && masked !== this.#expectMasked) {
+      this.#fail(
+        CloseCode.ProtocolError,
+        masked ? "masked frame from a server" : "unmasked frame from a client",
+      );
+    }
+    let header = 2;
+    if (length === 126) {
+      if (avail < 4) return undefined;
+      length = (buf[s + 2] << 8) | buf[s + 3];
+      header = 4;
+    } else if (length === 127) {
+      if (avail < 10) return undefined;
+      const hi = ((buf[s + 2] << 24) | (buf[s + 3] << 16) | (buf[s + 4] << 8) | buf[s + 5]) >>> 0;
+      const lo = ((buf[s + 6] << 24) | (buf[s + 7] << 16) | (buf[s + 8] << 8) | buf[s + 9]) >>> 0;
+      if (hi > 0x7fffffff) this.#fail(CloseCode.ProtocolError, "64-bit length with the MSB set");
+      length = hi * 0x100000000 + lo;
+      header = 10;
+    }
+    if (length > this.#maxFrameSize) {
+      this.#fail(CloseCode.MessageTooBig, `frame of ${length} bytes over the limit`);
+    }
+    const maskAt = s + header;
+    if (masked) header += 4;
+    const total = header + length;
+    if (avail < total) {
+      this.#need = total;
+      return undefined;
+    }
+    this.#need = 0;
+    const payload = buf.subarray(s + header, s + total);
+    if (masked && length > 0) applyMask(payload, buf.subarray(maskAt, maskAt + 4));
+    this.#start = s + total;
+    if (this.#start === this.#end && !this.#owned) {
+      this.#buf = EMPTY;
+      this.#start = this.#end = 0;
+    }
+    return {
+      fin,
+      rsv1,
+      rsv2: false,
+      rsv3: false,
+      opcode,
+      masked,
+      payload,
+    };
+  }
+}
