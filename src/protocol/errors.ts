@@ -78,3 +78,21 @@ export class HandshakeError extends Error {
     if (options.location !== undefined) this.location = options.location;
   }
 }
+
+/**
+ * A send, ping or close on a connection that can no longer send (our close frame went out, the
+ * peer's TCP closed, or a fatal protocol error happened). A caller's mistake, not the peer's.
+ *
+ * @example
+ * ```ts
+ * import { InvalidStateError } from "./errors.ts";
+ * console.log(new InvalidStateError("closing").name); // InvalidStateError
+ * ```
+ */
+export class InvalidStateError extends Error {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "InvalidStateError";
+  }
+}

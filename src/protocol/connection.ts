@@ -1,0 +1,466 @@
+/**
+ * The sans-I/O WebSocket state machine (model: Python `websockets`' `connection.py`): the
+ * transport feeds it socket bytes and takes back events and bytes to write. It never touches a
+ * socket or a timer, so every rule of RFC 6455 is testable byte for byte.
+ *
+ * @module
+ */
+
+import { decodeClosePayload, encodeClosePayload, truncateCloseReason } from "./close.ts";
+import { type DeflateParams, PerMessageDeflate } from "./deflate.ts";
+import { CloseCode, InvalidStateError, ProtocolError } from "./errors.ts";
+import {
+  encodeFrame,
+  type Frame,
+  FrameParser,
+  isControlOpcode,
+  MAX_CONTROL_PAYLOAD,
+  Opcode,
+} from "./frames.ts";
+import { UTF8_ACCEPT, UTF8_REJECT, validateUtf8 } from "./utf8.ts";
+
+const ENCODER = new TextEncoder();
+const FATAL_DECODER = new TextDecoder("utf-8", { fatal: true });
+const DECODER = new TextDecoder("utf-8");
+const EMPTY = new Uint8Array(0);
+
+/** Default largest message: 64 MiB. */
+export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;
+
+/**
+ * Options of a {@linkcode ProtocolConnection}.
+ *
+ * @example
+ * ```ts
+ * import type { ProtocolOptions } from "./connection.ts";
+ * const opts: ProtocolOptions = { role: "server", maxMessageSize: 1 << 20 };
+ * console.log(opts.role); // "server"
+ * ```
+ */
+export interface ProtocolOptions {
+  /** A client masks its frames and refuses masked ones; a server the reverse. */
+  role: "client" | "server";
+  /** Largest message (after decompression); bigger gives close 1009. Default 64 MiB. */
+  maxMessageSize?: number;
+  /** Negotiated permessage-deflate parameters, or null/undefined when not negotiated. */
+  deflate?: DeflateParams | null;
+  /** Compression tuning: skip messages under `threshold` bytes (default 1024), zlib level. */
+  deflateOptions?: { threshold?: number; level?: number; memLevel?: number };
+  /** Source of 4-byte masking keys (client). Default: crypto-random, drawn from a pooled buffer. */
+  randomMask?: () => Uint8Array;
+  /** Answer pings automatically (default true). */
+  autoPong?: boolean;
+}
+
+/**
+ * What the peer sent, in order. After an `error` event no more events come.
+ *
+ * @example
+ * ```ts
+ * import type { ProtocolEvent } from "./connection.ts";
+ * const e: ProtocolEvent = { type: "close", code: 1000, reason: "bye" };
+ * console.log(e.type); // "close"
+ * ```
+ */
+export type ProtocolEvent =
+  | { type: "text"; data: string }
+  | { type: "binary"; data: Uint8Array }
+  /** A pong is queued automatically (unless autoPong is false or we sent a close). */
+  | { type: "ping"; data: Uint8Array }
+  | { type: "pong"; data: Uint8Array }
+  /** The peer's close frame (1005 when it had no code); our echo is queued if we had not closed. */
+  | { type: "close"; code: number; reason: string }
+  /** Fatal: a close frame with `error.closeCode` is queued; no more events follow. */
+  | { type: "error"; error: ProtocolError };
+
+// Masking keys come from one crypto-random pool instead of a getRandomValues call per frame.
+let maskPool = new Uint8Array(0);
+let maskPos = 0;
+function pooledMask(): Uint8Array {
+  if (maskPos + 4 > maskPool.length) {
+    maskPool = crypto.getRandomValues(new Uint8Array(4096));
+    maskPos = 0;
+  }
+  const key = maskPool.subarray(maskPos, maskPos + 4);
+  maskPos += 4;
+  return key;
+}
+
+/**
+ * One WebSocket connection's protocol state after the opening handshake.
+ *
+ * Transport loop: `receive(bytes)` for every socket read (any split), then drain `nextEvent()`
+ * and write everything `takeOutgoing()` returns; call `receiveEof()` when the peer closes TCP, and
+ * close TCP once `shouldCloseTransport` is true.
+ *
+ * @example
+ * ```ts
+ * import { ProtocolConnection } from "./connection.ts";
+ * const client = new ProtocolConnection({ role: "client" });
+ * const server = new ProtocolConnection({ role: "server" });
+ * client.sendText("hello");
+ * for (const b of client.takeOutgoing()) server.receive(b);
+ * console.log(server.nextEvent()); // { type: "text", data: "hello" }
+ * ```
+ */
+export class ProtocolConnection {
+  readonly role: "client" | "server";
+  readonly maxMessageSize: number;
+  readonly #parser: FrameParser;
+  readonly #deflate: PerMessageDeflate | undefined;
+  readonly #randomMask: () => Uint8Array;
+  readonly #autoPong: boolean;
+
+  #events: ProtocolEvent[] = [];
+  #eventHead = 0;
+  #outgoing: Uint8Array[] = [];
+
+  // Message being reassembled (opcode 0 = none).
+  #msgOpcode = 0;
+  #msgCompressed = false;
+  #msgParts: Uint8Array[] = [];
+  #msgSize = 0;
+  #utf8State = UTF8_ACCEPT;
+
+  // Our own manual fragmentation (sendFrame): true while a message is open.
+  #sendFragmenting = false;
+
+  #closeSent: { code: number; reason: string } | undefined;
+  #closeReceived: { code: number; reason: string } | undefined;
+  #error: ProtocolError | undefined;
+  #eof = false;
+
+  /** Creates the state machine for an open connection. */
+  constructor(options: ProtocolOptions) {
+    this.role = options.role;
+    this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+    this.#parser = new FrameParser({
+      maxFrameSize: this.maxMessageSize,
+      allowRsv1: !!options.deflate,
+      expectMasked: this.role === "server",
+    });
+    this.#deflate = options.deflate
+      ? new PerMessageDeflate(options.deflate, this.role, options.deflateOptions)
+      : undefined;
+    this.#randomMask = options.randomMask ?? pooledMask;
+    this.#autoPong = options.autoPong ?? true;
+  }
+
+  /** "open", "closing" (a close frame went either way), "closed" (done; see the class doc). */
+  get state(): "open" | "closing" | "closed" {
+    if (this.#eof) return "closed";
+    if (this.#error) return this.#outgoing.length === 0 ? "closed" : "closing";
+    if (this.#closeSent && this.#closeReceived) return "closed";
+    if (this.#closeSent || this.#closeReceived) return "closing";
+    return "open";
+  }
+
+  /** Our close frame, once queued. */
+  get closeSent(): { code: number; reason: string } | undefined {
+    return this.#closeSent;
+  }
+
+  /** The peer's close frame, once received. */
+  get closeReceived(): { code: number; reason: string } | undefined {
+    return this.#closeReceived;
+  }
+
+  /** The fatal protocol error, if one happened. */
+  get error(): ProtocolError | undefined {
+    return this.#error;
+  }
+
+  /**
+   * True when the transport should close TCP now: after a fatal error (once its close frame was
+   * taken), after EOF, and for a server once both close frames were exchanged. A client waits for
+   * the server to close TCP first (RFC 6455 §7.1.1) and should apply its own timeout.
+   */
+  get shouldCloseTransport(): boolean {
+    if (this.#eof) return true;
+    if (this.#error) return this.#outgoing.length === 0;
+    return this.role === "server" && this.#closeSent !== undefined &&
+      this.#closeReceived !== undefined && this.#outgoing.length === 0;
+  }
+
+  /** True while the connection can still send data (no close sent, no error, no EOF). */
+  get canSend(): boolean {
+    return !this.#closeSent && !this.#error && !this.#eof;
+  }
+
+  /** Feeds bytes read from the socket, in any split. Takes ownership of `bytes`. */
+  receive(bytes: Uint8Array): void {
+    if (this.#error || this.#eof || this.#closeReceived) return; // nothing counts after close
+    this.#parser.push(bytes);
+    try {
+      let frame: Frame | undefined;
+      while ((frame = this.#parser.next()) !== undefined) {
+        this.#handleFrame(frame);
+        if (this.#closeReceived || this.#error) break;
+      }
+    } catch (e) {
+      this.#fail(
+        e instanceof ProtocolError
+          ? e
+          : new ProtocolError(CloseCode.InternalError, `internal error: ${(e as Error)?.message}`),
+      );
+    }
+  }
+
+  /** The peer closed TCP. Without a prior close frame this is an abnormal closure (1006). */
+  receiveEof(): void {
+    this.#eof = true;
+    this.#dropMessage();
+    this.#deflate?.dispose();
+  }
+
+  /** Takes the next event, or `undefined` when none is queued. */
+  nextEvent(): ProtocolEvent | undefined {
+    if (this.#eventHead >= this.#events.length) {
+      if (this.#eventHead > 0) {
+        this.#events = [];
+        this.#eventHead = 0;
+      }
+      return undefined;
+    }
+    const e = this.#events[this.#eventHead];
+    (this.#events as (ProtocolEvent | undefined)[])[this.#eventHead++] = undefined;
+    return e;
+  }
+
+  /** Takes the bytes to write, in order (an empty array when there are none). */
+  takeOutgoing(): Uint8Array[] {
+    if (this.#outgoing.length === 0) return [];
+    const out = this.#outgoing;
+    this.#outgoing = [];
+    return out;
+  }
+
+  /** Sends a text message (compressed when negotiated and over the threshold). */
+  sendText(text: string): void {
+    this.#sendMessage(Opcode.Text, ENCODER.encode(text));
+  }
+
+  /** Sends a binary message (compressed when negotiated and over the threshold). */
+  sendBinary(data: Uint8Array): void {
+    this.#sendMessage(Opcode.Binary, data);
+  }
+
+  /**
+   * Sends one raw frame for manual fragmentation: a Text/Binary frame starts a message,
+   * Continuation frames continue it, `fin` ends it; control frames may go in between.
+   * Never compressed. Throws `TypeError` on an out-of-order frame.
+   */
+  sendFrame(opcode: number, data: Uint8Array, fin: boolean): void {
+    this.#checkCanSend();
+    if (isControlOpcode(opcode)) {
+      if (opcode !== Opcode.Ping && opcode !== Opcode.Pong) {
+        throw new TypeError("use close() to send a close frame");
+      }
+      if (!fin) throw new TypeError("control frames cannot be fragmented");
+      if (data.length > MAX_CONTROL_PAYLOAD) {
+        throw new RangeError("control frame payload over 125 bytes");
+      }
+    } else if (opcode === Opcode.Continuation) {
+      if (!this.#sendFragmenting) throw new TypeError("continuation frame without a message");
+      this.#sendFragmenting = !fin;
+    } else if (opcode === Opcode.Text || opcode === Opcode.Binary) {
+      if (this.#sendFragmenting) throw new TypeError("a fragmented message is still open");
+      this.#sendFragmenting = !fin;
+    } else {
+      throw new TypeError(`reserved opcode ${opcode}`);
+    }
+    this.#queueFrame(opcode, data, fin, false);
+  }
+
+  /** Sends a ping (payload up to 125 bytes). */
+  ping(data: Uint8Array = EMPTY): void {
+    this.sendFrame(Opcode.Ping, data, true);
+  }
+
+  /** Sends an unsolicited pong (payload up to 125 bytes). */
+  pong(data: Uint8Array = EMPTY): void {
+    this.sendFrame(Opcode.Pong, data, true);
+  }
+
+  /**
+   * Queues our close frame (default 1000; 1005 sends an empty payload). Throws `RangeError` for a
+   * code that may not be sent or a reason over 123 bytes. A second call does nothing.
+   */
+  close(code: number = CloseCode.Normal, reason: string = ""): void {
+    if (this.#closeSent || this.#error || this.#eof) return;
+    const payload = encodeClosePayload(code, reason);
+    this.#queueFrame(Opcode.Close, payload, true, false);
+    this.#closeSent = { code, reason };
+  }
+
+  #checkCanSend(): void {
+    if (this.#error) throw new InvalidStateError("the connection failed: " + this.#error.message);
+    if (this.#eof) throw new InvalidStateError("the peer closed the TCP connection");
+    if (this.#closeSent) throw new InvalidStateError("a close frame was already sent");
+  }
+
+  #sendMessage(opcode: number, data: Uint8Array): void {
+    this.#checkCanSend();
+    if (this.#sendFragmenting) throw new TypeError("a fragmented message is still open");
+    if (this.#deflate?.shouldCompress(data.length)) {
+      this.#queueFrame(opcode, this.#deflate.compress(data), true, true);
+    } else {
+      this.#queueFrame(opcode, data, true, false);
+    }
+  }
+
+  #queueFrame(opcode: number, data: Uint8Array, fin: boolean, rsv1: boolean): void {
+    const mask = this.role === "client" ? this.#randomMask() : undefined;
+    this.#outgoing.push(encodeFrame(opcode, data, { fin, rsv1, mask }));
+  }
+
+  #emit(event: ProtocolEvent): void {
+    this.#events.push(event);
+  }
+
+  #fail(error: ProtocolError): void {
+    if (this.#error) return;
+    this.#error = error;
+    this.#dropMessage();
+    this.#emit({ type: "error", error });
+    if (!this.#closeSent && !this.#eof) {
+      const reason = truncateCloseReason(error.message);
+      this.#queueFrame(Opcode.Close, encodeClosePayload(error.closeCode, reason), true, false);
+      this.#closeSent = { code: error.closeCode, reason };
+    }
+    this.#deflate?.dispose();
+  }
+
+  #dropMessage(): void {
+    this.#msgOpcode = 0;
+    this.#msgParts = [];
+    this.#msgSize = 0;
+    this.#utf8State = UTF8_ACCEPT;
+  }
+
+  #handleFrame(frame: Frame): void {
+    const opcode = frame.opcode;
+    if (opcode >= 8) return this.#handleControl(frame);
+    const payload = frame.payload;
+    if (opcode === Opcode.Continuation) {
+      if (this.#msgOpcode === 0) {
+        throw new ProtocolError(CloseCode.ProtocolError, "continuation frame without a message");
+      }
+      if (frame.rsv1) {
+        throw new ProtocolError(CloseCode.ProtocolError, "RSV1 set on a continuation frame");
+      }
+    } else {
+      if (this.#msgOpcode !== 0) {
+        throw new ProtocolError(
+          CloseCode.ProtocolError,
+          "new data frame while a fragmented message is open",
+        );
+      }
+      if (frame.fin && !frame.rsv1) {
+        // Fast path: one whole uncompressed frame, delivered without copying.
+        if (opcode === Opcode.Binary) {
+          this.#emit({ type: "binary", data: payload });
+        } else {
+          let text: string;
+          try {
+            text = FATAL_DECODER.decode(payload);
+          } catch {
+            throw new ProtocolError(CloseCode.InvalidPayload, "invalid UTF-8 in text message");
+          }
+          this.#emit({ type: "text", data: text });
+        }
+        return;
+      }
+      this.#msgOpcode = opcode;
+      this.#msgCompressed = frame.rsv1;
+    }
+    this.#msgSize += payload.length;
+    if (this.#msgSize > this.maxMessageSize) {
+      throw new ProtocolError(
+        CloseCode.MessageTooBig,
+        `message over ${this.maxMessageSize} bytes`,
+      );
+    }
+    if (this.#msgOpcode === Opcode.Text && !this.#msgCompressed) {
+      // Validate as the fragments arrive: an impossible sequence fails now, not at the end.
+      this.#utf8State = validateUtf8(payload, this.#utf8State);
+      if (this.#utf8State === UTF8_REJECT) {
+        throw new ProtocolError(CloseCode.InvalidPayload, "invalid UTF-8 in text message");
+      }
+    }
+    if (payload.length > 0) this.#msgParts.push(payload);
+    if (!frame.fin) return;
+    this.#finishMessage();
+  }
+
+  #finishMessage(): void {
+    const opcode = this.#msgOpcode;
+    const compressed = this.#msgCompressed;
+    let data = concat(this.#msgParts, this.#msgSize);
+    const utf8State = this.#utf8State;
+    this.#dropMessage();
+    if (compressed) data = this.#deflate!.decompress(data, this.maxMessageSize);
+    if (opcode === Opcode.Binary) {
+      this.#emit({ type: "binary", data });
+      return;
+    }
+    if (compressed) {
+      let text: string;
+      try {
+        text = FATAL_DECODER.decode(data);
+      } catch {
+        throw new ProtocolError(CloseCode.InvalidPayload, "invalid UTF-8 in text message");
+      }
+      this.#emit({ type: "text", data: text });
+      return;
+    }
+    if (utf8State !== UTF8_ACCEPT) {
+      throw new ProtocolError(CloseCode.InvalidPayload, "text message ends inside a character");
+    }
+    this.#emit({ type: "text", data: DECODER.decode(data) });
+  }
+
+  #handleControl(frame: Frame): void {
+    const payload = frame.payload;
+    switch (frame.opcode) {
+      case Opcode.Ping:
+        this.#emit({ type: "ping", data: payload });
+        if (this.#autoPong && !this.#closeSent) {
+          this.#queueFrame(Opcode.Pong, payload, true, false);
+        }
+        return;
+      case Opcode.Pong:
+        this.#emit({ type: "pong", data: payload });
+        return;
+      case Opcode.Close: {
+        const { code, reason } = decodeClosePayload(payload);
+        this.#closeReceived = { code, reason };
+        this.#dropMessage();
+        if (!this.#closeSent) {
+          // Echo the code (RFC 6455 §5.5.1); no code received means none sent back.
+          this.#queueFrame(
+            Opcode.Close,
+            encodeClosePayload(code === CloseCode.NoStatus ? CloseCode.NoStatus : code),
+            true,
+            false,
+          );
+          this.#closeSent = { code, reason: "" };
+        }
+        this.#emit({ type: "close", code, reason });
+        if (this.state === "closed") this.#deflate?.dispose();
+        return;
+      }
+    }
+  }
+}
+
+function concat(parts: Uint8Array[], size: number): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(size);
+  let p = 0;
+  for (const part of parts) {
+    out.set(part, p);
+    p += part.length;
+  }
+  return out;
+}
