@@ -40,3 +40,19 @@ export type {
 // ---- pool (issue 3) ----
 
 // ---- protocol and own transport (issue 4) ----
+export {
+  CloseCode,
+  encodeFrame,
+  FrameParser,
+  HandshakeError,
+  Opcode,
+  ProtocolConnection,
+  ProtocolError,
+} from "./src/protocol/mod.ts";
+export type {
+  DeflateOptions,
+  DeflateParams,
+  Frame,
+  ProtocolEvent,
+  ProtocolOptions,
+} from "./src/protocol/mod.ts";
