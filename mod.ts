@@ -36,6 +36,38 @@ export type {
 } from "./src/engine/dispatcher.ts";
 
 // ---- engine (issue 2) ----
+export { type EngineState, WebSocketEngine } from "./src/engine/engine.ts";
+export type {
+  Awaitable,
+  CloseFrame,
+  DispatcherFactory,
+  EngineClient,
+  EngineOptions,
+  ReconnectOptions,
+} from "./src/engine/options.ts";
+export { ENGINE_DEFAULTS } from "./src/engine/options.ts";
+export type {
+  CloseContext,
+  MessageContext,
+  OpenContext,
+  RestartErrorContext,
+  SessionContext,
+} from "./src/engine/context.ts";
+export {
+  CloseError,
+  EngineOptionError,
+  EngineStartError,
+  EngineStateError,
+} from "./src/engine/errors.ts";
+export type { RequestOptions, ResponseMatcher } from "./src/engine/request.ts";
+export { InlineDispatcher, type InlineDispatcherOptions } from "./src/engine/inline_dispatcher.ts";
+export { backoffCeiling, type BackoffPolicy, fullJitterDelay } from "./src/engine/backoff.ts";
+export {
+  type WebSocketConstructor,
+  whatwgAdapter,
+  type WhatwgAdapterOptions,
+} from "./src/transport/whatwg_adapter.ts";
+export { wsAdapter, type WsAdapterOptions } from "./src/transport/ws_adapter.ts";
 
 // ---- pool (issue 3) ----
 

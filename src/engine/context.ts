@@ -1,0 +1,141 @@
+/**
+ * What the engine's callbacks receive. {@linkcode MessageContext} is the shape `onMessage` gets,
+ * on the main thread (`InlineDispatcher`) and in a worker (the pool's worker-side context
+ * implements the same interface).
+ *
+ * @module
+ */
+
+import type { PauseLease } from "./dispatcher.ts";
+import type { DispatchHost } from "./dispatcher.ts";
+import type { HandshakeInfo, OutgoingData } from "../transport/types.ts";
+
+/**
+ * The controls `onMessage` gets, for the session the message arrived on.
+ *
+ * @example
+ * ```ts
+ * import type { MessageContext } from "./context.ts";
+ * async function onMessage(_msg: unknown, ctx: MessageContext): Promise<void> {
+ *   if (ctx.workerId === "main") await ctx.send("handled on the main thread");
+ * }
+ * ```
+ */
+export interface MessageContext {
+  /** The session (one per connection; `crypto.randomUUID()`), new after every reconnect. */
+  readonly sessionId: string;
+  /** Who runs this handler: `"main"` on the main thread, the worker's id in a pool. */
+  readonly workerId: string;
+  /**
+   * Sends on this session's socket. Rejects with `ConnectionClosedError` once the session ended,
+   * so a handler that outlives its connection never writes to the next one.
+   */
+  send(data: OutgoingData): Promise<void>;
+  /** Drops this session and reconnects (or stops, if auto-reconnect is off). */
+  restart(): void;
+  /** Closes this session and stops the engine for good (also ends a retry loop). */
+  exit(): void;
+  /**
+   * The pause button: takes the read lock. Until `lease.resume()`, nothing is dispatched and
+   * `lease.read()` returns the next messages in arrival order.
+   */
+  pause(signal?: AbortSignal): Promise<PauseLease>;
+}
+
+/**
+ * The controls the main-thread lifecycle callbacks (`onOpen`, `onReadError`, `onClose`) get:
+ * {@linkcode MessageContext} plus what the handshake gave.
+ *
+ * @example
+ * ```ts
+ * import type { SessionContext } from "./context.ts";
+ * function log(ctx: SessionContext): void {
+ *   console.log(ctx.sessionId, ctx.handshake.protocol, ctx.handshake.headers?.get("server"));
+ * }
+ * ```
+ */
+export interface SessionContext extends MessageContext {
+  /** Subprotocol, extensions, and (where the adapter sees them) status and response headers. */
+  readonly handshake: HandshakeInfo;
+}
+
+/**
+ * What `onOpen` gets. In `onOpen` dispatch has not started yet: `pause()` gives a lease that
+ * reads straight from the new connection (request/response before any `onMessage`).
+ *
+ * @example
+ * ```ts
+ * import type { OpenContext } from "./context.ts";
+ * async function onOpen(ctx: OpenContext): Promise<void> {
+ *   await ctx.send(ctx.restarting ? "hello again" : "hello");
+ * }
+ * ```
+ */
+export interface OpenContext extends SessionContext {
+  /** False for the connection `start()` opens, true for every reconnect. */
+  readonly restarting: boolean;
+}
+
+/**
+ * What `onClose` gets. When the engine closes (stop, restart, exit), `send` still works: the
+ * close frame has not been sent yet. When the peer closed or the connection dropped, it rejects.
+ *
+ * @example
+ * ```ts
+ * import type { CloseContext } from "./context.ts";
+ * function onClose(_peer: unknown, ctx: CloseContext): void {
+ *   console.log(`session ${ctx.sessionId} ends; reconnecting: ${ctx.willReconnect}`);
+ * }
+ * ```
+ */
+export interface CloseContext extends SessionContext {
+  /** True when the engine will reconnect after this close (as things stand now). */
+  readonly willReconnect: boolean;
+}
+
+/**
+ * What `onRestartError` gets beside the error and the retry count.
+ *
+ * @example
+ * ```ts
+ * import type { RestartErrorContext } from "./context.ts";
+ * function onRestartError(_e: unknown, retryCount: number, ctx: RestartErrorContext): void {
+ *   if (retryCount >= 10) ctx.exit();
+ * }
+ * ```
+ */
+export interface RestartErrorContext {
+  /** Stops the engine for good: ends the retry loop. */
+  exit(): void;
+  /** False when this was the last attempt allowed by `reconnect.maxRetries`. */
+  readonly willRetry: boolean;
+}
+
+/**
+ * Builds a {@linkcode MessageContext} from a dispatch host and a pause function. Used by the
+ * inline dispatcher; the pool's worker side builds the same shape from its own plumbing.
+ *
+ * @example
+ * ```ts
+ * import { messageContext } from "./context.ts";
+ * import type { DispatchHost, PauseLease } from "./dispatcher.ts";
+ * declare const host: DispatchHost;
+ * declare const pause: (signal?: AbortSignal) => Promise<PauseLease>;
+ * const ctx = messageContext(host, "main", pause);
+ * console.log(ctx.sessionId);
+ * ```
+ */
+export function messageContext(
+  host: DispatchHost,
+  workerId: string,
+  pause: (signal?: AbortSignal) => Promise<PauseLease>,
+): MessageContext {
+  return {
+    sessionId: host.sessionId,
+    workerId,
+    send: (data) => host.send(data),
+    restart: () => host.restart(),
+    exit: () => host.exit(),
+    pause,
+  };
+}

@@ -1,0 +1,611 @@
+/**
+ * The client engine: a lifecycle state machine around one socket at a time.
+ *
+ * ```
+ * stopped ─start()→ starting ─ok→ open ─drop / restart()→ closing ─→ reconnecting ─ok→ open
+ *                        └─fail→ stopped          └─stop() / exit()→ closing ─→ stopped
+ * ```
+ *
+ * The engine owns the socket and pumps messages from the adapter into a {@linkcode Dispatcher}
+ * (`InlineDispatcher` by default). See `docs/lifecycle.md` for every transition.
+ *
+ * @module
+ */
+
+import {
+  type AdapterConnection,
+  type CloseInfo,
+  ConnectionClosedError,
+  type HandshakeInfo,
+  type OutgoingData,
+  type WireMessage,
+} from "../transport/types.ts";
+import type { DialOptionsWithErrors } from "../transport/whatwg_adapter.ts";
+import { AbortError, type Deferred, deferred, TimeoutError, withTimeout } from "../util/async.ts";
+import { fullJitterDelay } from "./backoff.ts";
+import type { CloseContext, OpenContext, SessionContext } from "./context.ts";
+import type { Dispatcher, DispatchHost, PauseLease } from "./dispatcher.ts";
+import { CloseError, EngineStartError, EngineStateError } from "./errors.ts";
+import {
+  type CloseFrame,
+  type EngineClient,
+  type EngineOptions,
+  type ResolvedOptions,
+  resolveOptions,
+} from "./options.ts";
+import { type RequestOptions, RequestTracker } from "./request.ts";
+
+/**
+ * Where the engine is in its lifecycle.
+ * - `stopped`: nothing runs (initially, after `stop()`, `exit()`, a give-up, or a drop without
+ *   auto-reconnect).
+ * - `starting`: `start()` is dialing / running `onOpen`.
+ * - `open`: a session is open and messages are dispatched (a pause is a sub-state of open).
+ * - `closing`: the session is ending (`onClose`, close handshake).
+ * - `reconnecting`: the retry loop (sleeping or attempting).
+ * - `stopping`: `stop()` is tearing everything down.
+ */
+export type EngineState = "stopped" | "starting" | "open" | "closing" | "reconnecting" | "stopping";
+
+type CloseRequest = "restart" | "exit" | "stop";
+type SessionState = "opening" | "open" | "closing" | "ended";
+
+class Session {
+  readonly id: string = crypto.randomUUID();
+  state: SessionState = "opening";
+  conn?: AdapterConnection;
+  handshake: HandshakeInfo = { protocol: "", extensions: "" };
+  closeRequest?: CloseRequest;
+  sendsClosed = false;
+  #interrupt?: Deferred<void>;
+
+  /** A fresh promise the pump races against its waits; resolved by requestClose. */
+  interrupted(): Promise<void> {
+    if (this.closeRequest) return Promise.resolve();
+    this.#interrupt = deferred<void>();
+    return this.#interrupt.promise;
+  }
+
+  requestClose(why: CloseRequest): void {
+    if (this.closeRequest || this.state === "closing" || this.state === "ended") return;
+    this.closeRequest = why;
+    this.#interrupt?.resolve();
+  }
+}
+
+class Run {
+  readonly abort = new AbortController();
+  readonly done = deferred<void>();
+  readonly dispatcher: Dispatcher;
+  session?: Session;
+  task: Promise<unknown> = Promise.resolve();
+  deadline?: number;
+  exited = false;
+  finished = false;
+  constructor(dispatcher: Dispatcher) {
+    this.dispatcher = dispatcher;
+  }
+}
+
+const noop = () => {};
+
+/** Close codes an endpoint may send (RFC 6455 §7.4, IANA registry). */
+function validCloseCode(code: unknown): code is number {
+  return typeof code === "number" && Number.isInteger(code) &&
+    ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+      (code >= 3000 && code <= 4999));
+}
+
+/**
+ * A reconnecting WebSocket client with six callbacks.
+ *
+ * @example
+ * ```ts ignore
+ * import { WebSocketEngine } from "./engine.ts";
+ * const engine = new WebSocketEngine({
+ *   url: "ws://127.0.0.1:8080/",
+ *   client: {
+ *     onOpen: (ctx) => ctx.send("hello"),
+ *     onMessage: (msg, ctx) => console.log(ctx.sessionId, msg.data),
+ *   },
+ * });
+ * await engine.start();
+ * await engine.stop();
+ * ```
+ */
+export class WebSocketEngine {
+  readonly #opts: ResolvedOptions;
+  readonly #client: EngineClient;
+  readonly #requests = new RequestTracker();
+  #state: EngineState = "stopped";
+  #run?: Run;
+  #stopping?: Promise<void>;
+
+  /** Validates `options` (throws `EngineOptionError` naming the field and rule). */
+  constructor(options: EngineOptions) {
+    this.#opts = resolveOptions(options);
+    this.#client = this.#opts.client;
+  }
+
+  /** Where the engine is in its lifecycle. */
+  get state(): EngineState {
+    return this.#state;
+  }
+
+  /**
+   * True from a successful `start()` until the engine stops (by `stop()`, `exit()`, giving up
+   * reconnecting, or a drop with auto-reconnect off). Also true while reconnecting.
+   */
+  get isStarted(): boolean {
+    return this.#state === "open" || this.#state === "closing" || this.#state === "reconnecting";
+  }
+
+  /** The id of the open session, if one is open. */
+  get sessionId(): string | undefined {
+    const s = this.#run?.session;
+    return s?.state === "open" ? s.id : undefined;
+  }
+
+  /** Resolves once the engine is stopped (immediately when it is). */
+  get done(): Promise<void> {
+    return this.#run?.done.promise ?? Promise.resolve();
+  }
+
+  /**
+   * Connects, runs `onOpen`, starts dispatch. Rejects with {@linkcode EngineStartError} (the
+   * cause inside) and never retries; a failed start leaves nothing running. Rejects with
+   * `EngineStateError` when already started.
+   */
+  async start(): Promise<void> {
+    if (this.#run) throw new EngineStateError("start", this.#state);
+    const run = new Run(this.#opts.dispatcher(this.#client));
+    this.#run = run;
+    this.#state = "starting";
+    try {
+      const init = withTimeout(run.dispatcher.init(), this.#opts.openTimeoutMs, "dispatcher init");
+      run.task = init.catch(noop);
+      await init;
+      if (run.abort.signal.aborted) throw run.abort.signal.reason;
+      const opening = this.#open(run, false);
+      run.task = opening.catch(noop);
+      const session = await opening;
+      this.#activate(run, session);
+      run.task = this.#lifecycle(run, session);
+    } catch (error) {
+      await this.#finish(run);
+      throw error instanceof EngineStartError ? error : new EngineStartError(error);
+    }
+  }
+
+  /**
+   * Stops gracefully: interrupts a dial or a retry sleep, runs `onClose(undefined)`, sends its
+   * close frame (default 1001 "going away") and waits for the handshake. Resolves within
+   * `stopTimeoutMs` in every state; past the budget the socket is dropped and everything torn
+   * down anyway. Resolves at once when already stopped.
+   */
+  stop(): Promise<void> {
+    if (this.#stopping) return this.#stopping;
+    const run = this.#run;
+    if (!run) return Promise.resolve();
+    this.#stopping = this.#stop(run).finally(() => (this.#stopping = undefined));
+    return this.#stopping;
+  }
+
+  /**
+   * Takes the read lock from outside the callbacks: until `lease.resume()` nothing is
+   * dispatched and `lease.read()` returns the next messages. Rejects with
+   * `ConnectionClosedError` when no connection is open.
+   */
+  pause(signal?: AbortSignal): Promise<PauseLease> {
+    const run = this.#run;
+    const s = run?.session;
+    if (!run || !s || s.state !== "open") {
+      return Promise.reject(new ConnectionClosedError("no open connection to pause"));
+    }
+    return this.#pauseSession(run, s, signal);
+  }
+
+  /** Sends on the open connection; rejects with `ConnectionClosedError` when none is open. */
+  send(data: OutgoingData): Promise<void> {
+    const s = this.#run?.session;
+    if (!s || s.state !== "open") {
+      return Promise.reject(new ConnectionClosedError("no open connection"));
+    }
+    return this.#send(s, data);
+  }
+
+  /**
+   * Sends `data` and resolves with the first incoming message `options.match` recognises. That
+   * message is consumed: it is not given to `onMessage`. Rejects with `TimeoutError` after
+   * `options.timeoutMs` (default 30 s), with `ConnectionClosedError` when the connection closes
+   * first or none is open.
+   */
+  async request(data: OutgoingData, options: RequestOptions): Promise<WireMessage> {
+    const s = this.#run?.session;
+    if (!s || s.state !== "open") throw new ConnectionClosedError("no open connection");
+    const ac = new AbortController();
+    const user = options.signal;
+    const onUserAbort = () => ac.abort(user!.reason);
+    if (user?.aborted) throw user.reason ?? new AbortError();
+    user?.addEventListener("abort", onUserAbort, { once: true });
+    try {
+      const response = this.#requests.wait({ ...options, signal: ac.signal });
+      await this.#send(s, data).catch((e) => ac.abort(e));
+      return await response;
+    } finally {
+      user?.removeEventListener("abort", onUserAbort);
+    }
+  }
+
+  // ---- lifecycle ----
+
+  async #stop(run: Run): Promise<void> {
+    const budget = this.#opts.stopTimeoutMs;
+    run.deadline = performance.now() + budget;
+    this.#state = "stopping";
+    run.abort.abort(new AbortError("the engine is stopping"));
+    run.session?.requestClose("stop");
+    try {
+      await withTimeout(run.task, this.#left(run), "stop");
+    } catch {
+      // Past the budget: drop the socket, tear down anyway.
+      run.session?.conn?.terminate();
+    }
+    await this.#finish(run);
+  }
+
+  /** Remaining stop budget, or a full `stopTimeoutMs` outside `stop()`. */
+  #left(run: Run): number {
+    if (run.deadline === undefined) return this.#opts.stopTimeoutMs;
+    return Math.max(1, run.deadline - performance.now());
+  }
+
+  /** Ends a run: fails pending requests, closes the dispatcher, settles `done`. Idempotent. */
+  async #finish(run: Run): Promise<void> {
+    if (run.finished) return run.done.promise;
+    run.finished = true;
+    if (!run.abort.signal.aborted) run.abort.abort(new AbortError("the engine stopped"));
+    this.#requests.failAll(new ConnectionClosedError("the engine stopped"));
+    if (this.#run === run) {
+      this.#run = undefined;
+      this.#state = "stopped";
+    }
+    await run.dispatcher.close(this.#left(run)).catch(noop);
+    run.done.resolve();
+  }
+
+  /** The connections of a run, one after another, until the run ends. Never rejects. */
+  async #lifecycle(run: Run, first: Session): Promise<void> {
+    try {
+      let session: Session | undefined = first;
+      while (session) {
+        const peer = await this.#pump(run, session);
+        if (this.#run === run && !run.deadline) this.#state = "closing";
+        await this.#shutdown(run, session, peer);
+        if (run.abort.signal.aborted || !this.#opts.reconnect.enabled) break;
+        session = await this.#reconnect(run);
+        if (session) this.#activate(run, session);
+      }
+    } catch (error) {
+      console.error("wse: engine lifecycle failed (this is a bug)", error);
+    }
+    if (!run.deadline) await this.#finish(run); // stop() finishes its own run
+  }
+
+  #activate(run: Run, s: Session): void {
+    s.state = "open";
+    run.session = s;
+    const host: DispatchHost = {
+      sessionId: s.id,
+      send: (data) => this.#send(s, data),
+      restart: () => this.#restart(s),
+      exit: () => this.#exit(run),
+      reportError: (error) => this.#readError(s, error),
+    };
+    run.dispatcher.attach(host);
+    if (this.#run === run) this.#state = "open";
+  }
+
+  /**
+   * Moves messages from the connection into the dispatcher until the session must close.
+   * Resolves with how the peer closed, or undefined when we were asked to close.
+   */
+  async #pump(run: Run, s: Session): Promise<CloseInfo | undefined> {
+    const conn = s.conn!;
+    const d = run.dispatcher;
+    const requests = this.#requests;
+    // Bounded by the connection's life: every wait ends when data arrives, the socket closes,
+    // or a close is requested.
+    while (!s.closeRequest) {
+      const message = conn.poll();
+      if (message === undefined) {
+        if (conn.isClosed) return await conn.closed;
+        await Promise.race([conn.readable(), s.interrupted()]);
+        continue;
+      }
+      if (requests.size > 0 && requests.offer(message)) continue;
+      while (!d.push(message)) {
+        await Promise.race([d.writable(), s.interrupted()]);
+        if (s.closeRequest) return undefined;
+      }
+    }
+    return undefined;
+  }
+
+  /** Ends a session once: `onClose`, then (when we close) the close handshake. */
+  async #shutdown(run: Run, s: Session, peer: CloseInfo | undefined): Promise<void> {
+    s.state = "closing";
+    run.dispatcher.detach();
+    this.#requests.failAll(
+      new ConnectionClosedError("the connection closed before a response arrived", peer),
+    );
+    if (peer) s.sendsClosed = true;
+    const ctx: CloseContext = {
+      ...this.#sessionContext(run, s),
+      willReconnect: this.#opts.reconnect.enabled && !run.abort.signal.aborted,
+    };
+    let frame: CloseFrame | void = undefined;
+    try {
+      frame = await withTimeout(
+        Promise.resolve().then(() => this.#client.onClose?.(peer, ctx)),
+        this.#left(run),
+        "onClose",
+      );
+    } catch (error) {
+      this.#closeError(
+        new CloseError("onClose failed", { code: 1001, reason: "going away" }, error),
+      );
+    }
+    s.sendsClosed = true;
+    if (!peer) {
+      let code = 1001;
+      let reason = "going away";
+      if (frame) {
+        const r = frame.reason ?? "";
+        if (!validCloseCode(frame.code) || new TextEncoder().encode(r).byteLength > 123) {
+          this.#closeError(
+            new CloseError(
+              "onClose returned an invalid close frame (code 1000-1003, 1007-1014, 3000-4999; " +
+                "reason at most 123 bytes); sent 1001 instead",
+              { code: Number(frame.code), reason: r },
+            ),
+          );
+        } else {
+          code = frame.code;
+          reason = r;
+        }
+      }
+      try {
+        const info = await s.conn!.close(code, reason, this.#left(run));
+        if (!info.wasClean && info.initiator === "local") {
+          this.#closeError(
+            new CloseError("the peer did not complete the close handshake", { code, reason }),
+          );
+        }
+      } catch (error) {
+        s.conn!.terminate();
+        this.#closeError(new CloseError("closing the connection failed", { code, reason }, error));
+      }
+    }
+    s.state = "ended";
+  }
+
+  /** The retry loop. Resolves with an open session, or undefined when it gave up or was ended. */
+  async #reconnect(run: Run): Promise<Session | undefined> {
+    if (this.#run === run) this.#state = "reconnecting";
+    const rc = this.#opts.reconnect;
+    const signal = run.abort.signal;
+    // Bounded: every iteration counts a failure and ends at maxRetries, or stop()/exit() abort.
+    for (let failures = 0; failures < rc.maxRetries; failures++) {
+      if (signal.aborted) return undefined;
+      try {
+        await rc.sleep(fullJitterDelay(failures, rc, rc.random), signal);
+      } catch {
+        return undefined; // interrupted by stop() / exit()
+      }
+      if (signal.aborted) return undefined;
+      try {
+        return await this.#open(run, true);
+      } catch (error) {
+        if (signal.aborted) return undefined;
+        const willRetry = failures + 1 < rc.maxRetries;
+        await this.#callback(
+          "onRestartError",
+          () =>
+            this.#client.onRestartError?.(error, failures, {
+              exit: () => this.#exit(run),
+              willRetry,
+            }),
+        );
+      }
+    }
+    return undefined;
+  }
+
+  /** Dials and runs `onOpen` within `openTimeoutMs`; on any failure closes what it opened. */
+  async #open(run: Run, restarting: boolean): Promise<Session> {
+    const s = new Session();
+    run.session = s;
+    const ac = new AbortController();
+    const onRunAbort = () => ac.abort(run.abort.signal.reason);
+    if (run.abort.signal.aborted) throw run.abort.signal.reason;
+    run.abort.signal.addEventListener("abort", onRunAbort, { once: true });
+    const ms = this.#opts.openTimeoutMs;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TimeoutError("open (dial + onOpen)", ms)), ms);
+    });
+    const aborted = new Promise<never>((_, reject) => {
+      ac.signal.addEventListener("abort", () => reject(ac.signal.reason), { once: true });
+    });
+    try {
+      await Promise.race([this.#attempt(run, s, restarting, ac.signal), timeout, aborted]);
+      return s;
+    } catch (error) {
+      if (!ac.signal.aborted) ac.abort(error);
+      s.state = "ended";
+      s.sendsClosed = true;
+      const conn = s.conn;
+      if (conn) {
+        await conn.close(1001, "websocket client failed to start", this.#left(run)).catch(() =>
+          conn.terminate()
+        );
+      }
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      run.abort.signal.removeEventListener("abort", onRunAbort);
+    }
+  }
+
+  async #attempt(run: Run, s: Session, restarting: boolean, signal: AbortSignal): Promise<void> {
+    const o = this.#opts;
+    const dialOptions: DialOptionsWithErrors = {
+      protocols: o.protocols,
+      headers: o.headers,
+      handshakeTimeoutMs: o.openTimeoutMs,
+      maxPayload: o.maxPayload,
+      readHighWaterMark: o.readHighWaterMark,
+      readLowWaterMark: o.readLowWaterMark,
+      maxQueuedBytes: o.maxQueuedBytes,
+      overflow: o.overflow,
+      signal,
+      onError: (error) => this.#readError(s, error),
+    };
+    const conn = await o.adapter.dial(o.url, dialOptions);
+    if (signal.aborted) {
+      conn.terminate();
+      throw signal.reason;
+    }
+    s.conn = conn;
+    s.handshake = conn.handshake;
+    const ctx: OpenContext = { ...this.#sessionContext(run, s), restarting };
+    await this.#client.onOpen?.(ctx);
+    if (s.closeRequest) {
+      if (s.closeRequest === "exit") throw new AbortError("onOpen called exit()");
+      throw new AbortError("onOpen called restart()");
+    }
+    if (signal.aborted) throw signal.reason;
+  }
+
+  // ---- controls ----
+
+  #sessionContext(run: Run, s: Session): SessionContext {
+    return {
+      sessionId: s.id,
+      workerId: "main",
+      handshake: s.handshake,
+      send: (data) => this.#send(s, data),
+      restart: () => this.#restart(s),
+      exit: () => this.#exit(run),
+      pause: (signal) => this.#pauseSession(run, s, signal),
+    };
+  }
+
+  #send(s: Session, data: OutgoingData): Promise<void> {
+    if (s.sendsClosed || s.state === "ended" || !s.conn) {
+      return Promise.reject(new ConnectionClosedError("the session has ended"));
+    }
+    return s.conn.send(data);
+  }
+
+  #restart(s: Session): void {
+    if (s.state === "opening") s.closeRequest ??= "restart";
+    else s.requestClose("restart");
+  }
+
+  #exit(run: Run): void {
+    if (run.exited || run.finished) return;
+    run.exited = true;
+    const s = run.session;
+    if (s?.state === "opening") s.closeRequest ??= "exit";
+    else s?.requestClose("exit");
+    run.abort.abort(new AbortError("exit() was called"));
+  }
+
+  #pauseSession(run: Run, s: Session, signal?: AbortSignal): Promise<PauseLease> {
+    if (s.state === "opening" && s.conn) {
+      return Promise.resolve(directLease(s, s.conn, (data) => this.#send(s, data)));
+    }
+    if (s.state !== "open" || run.session !== s) {
+      return Promise.reject(new ConnectionClosedError("the session has ended"));
+    }
+    return run.dispatcher.pause(signal);
+  }
+
+  #readError(s: Session, error: unknown): void {
+    const run = this.#run;
+    if (!run) return;
+    void this.#callback(
+      "onReadError",
+      () => this.#client.onReadError?.(error, this.#sessionContext(run, s)),
+    );
+  }
+
+  #closeError(error: CloseError): void {
+    void this.#callback("onCloseError", () => this.#client.onCloseError?.(error));
+  }
+
+  async #callback(name: string, call: () => unknown): Promise<void> {
+    try {
+      await call();
+    } catch (error) {
+      console.error(`wse: ${name} threw`, error);
+    }
+  }
+}
+
+/**
+ * The pause lease `onOpen` gets: dispatch has not started, so it reads the connection directly.
+ * It stops working once `onOpen` has returned and dispatch started.
+ */
+function directLease(
+  s: Session,
+  conn: AdapterConnection,
+  send: (data: OutgoingData) => Promise<void>,
+): PauseLease {
+  let held = true;
+  const usable = () => held && s.state === "opening";
+  return {
+    get held() {
+      return held;
+    },
+    async read(options = {}): Promise<WireMessage> {
+      let cancelled = false;
+      const loop = async (): Promise<WireMessage> => {
+        // Bounded: each turn waits for data or the close; a cancelled read stops polling.
+        for (;;) {
+          if (cancelled) throw new AbortError();
+          if (!usable()) throw new EngineStateError("read", "dispatching (onOpen returned)");
+          const message = conn.poll();
+          if (message) return message;
+          if (conn.isClosed) {
+            throw new ConnectionClosedError("the connection closed", await conn.closed);
+          }
+          await conn.readable();
+        }
+      };
+      const signal = options.signal;
+      let onAbort = noop;
+      const aborted = new Promise<never>((_, reject) => {
+        onAbort = () => reject(signal!.reason ?? new AbortError());
+        if (signal?.aborted) onAbort();
+        signal?.addEventListener("abort", onAbort, { once: true });
+      });
+      try {
+        return await withTimeout(
+          Promise.race([loop(), aborted]),
+          options.timeoutMs ?? 0,
+          "pause lease read",
+        );
+      } finally {
+        cancelled = true;
+        signal?.removeEventListener("abort", onAbort);
+      }
+    },
+    send,
+    resume(): void {
+      held = false;
+    },
+  };
+}

@@ -1,0 +1,370 @@
+/**
+ * The engine's options: types, defaults and validation. Every rule an option breaks is reported
+ * as an {@linkcode EngineOptionError} naming the field and the rule.
+ *
+ * @module
+ */
+
+import type {
+  CloseInfo,
+  OverflowPolicy,
+  WebSocketAdapter,
+  WireMessage,
+} from "../transport/types.ts";
+import { whatwgAdapter } from "../transport/whatwg_adapter.ts";
+import { sleep as defaultSleep } from "../util/async.ts";
+import type {
+  CloseContext,
+  MessageContext,
+  OpenContext,
+  RestartErrorContext,
+  SessionContext,
+} from "./context.ts";
+import type { Dispatcher } from "./dispatcher.ts";
+import { EngineOptionError } from "./errors.ts";
+import type { CloseError } from "./errors.ts";
+import { InlineDispatcher } from "./inline_dispatcher.ts";
+
+/** A close frame: what `onClose` may return, and what the engine then sends. */
+export interface CloseFrame {
+  /** The close code (1000–4999). Default 1001. */
+  readonly code: number;
+  /** The close reason (at most 123 bytes of UTF-8). Default "going away". */
+  readonly reason?: string;
+}
+
+/** Anything a callback may return: a value or a promise of it. */
+export type Awaitable<T> = T | Promise<T>;
+
+/**
+ * The six callbacks. All run on the main thread, except `onMessage`, which runs wherever the
+ * dispatcher runs it (the main thread by default, a worker with a pool). All are optional.
+ *
+ * @example
+ * ```ts
+ * import type { EngineClient } from "./options.ts";
+ * const client: EngineClient = {
+ *   onOpen: (ctx) => ctx.send("hello"),
+ *   onMessage: (msg, ctx) => console.log(ctx.sessionId, msg.data),
+ *   onClose: (peer) => console.log("closed", peer?.code ?? "by us"),
+ * };
+ * ```
+ */
+export interface EngineClient {
+  /**
+   * A connection is open. Rejecting (or calling `restart()`/`exit()`) refuses it: `start()`
+   * rejects with `EngineStartError`, a reconnect attempt counts as failed. No other callback
+   * runs for a refused connection. Dispatch starts once it resolves.
+   */
+  onOpen?(ctx: OpenContext): Awaitable<void>;
+  /** A data message arrived. Handlers run one at a time in arrival order on the main thread. */
+  onMessage?(message: WireMessage, ctx: MessageContext): Awaitable<void>;
+  /**
+   * The session is ending. `peer` is how the peer closed (its code and reason; 1006 on a drop),
+   * or `undefined` when the engine closes (stop, restart, exit). The returned frame is what the
+   * engine sends when it closes (default 1001 "going away"); it is ignored when the peer closed.
+   */
+  onClose?(peer: CloseInfo | undefined, ctx: CloseContext): Awaitable<CloseFrame | void>;
+  /** An `onMessage` handler threw, or the adapter reported a read problem (e.g. overflow). */
+  onReadError?(error: unknown, ctx: SessionContext): Awaitable<void>;
+  /** Closing failed (see `CloseError`). */
+  onCloseError?(error: CloseError): Awaitable<void>;
+  /**
+   * A reconnect attempt failed. `retryCount` counts the failures of this restart cycle, from 0.
+   */
+  onRestartError?(error: unknown, retryCount: number, ctx: RestartErrorContext): Awaitable<void>;
+}
+
+/** Auto-reconnect settings. */
+export interface ReconnectOptions {
+  /** Reconnect after a drop or `restart()`. Default true. */
+  enabled?: boolean;
+  /** Ceiling of the first attempt's jittered delay, in ms. Default 500. */
+  baseDelayMs?: number;
+  /** Ceiling of every delay, in ms. Default 30 000. */
+  maxDelayMs?: number;
+  /** Failed attempts per restart cycle before the engine gives up and stops. Default Infinity. */
+  maxRetries?: number;
+  /** Randomness for the jitter, in [0, 1). Default `Math.random` (inject for tests). */
+  random?: () => number;
+  /** How to wait a delay; must reject when `signal` aborts. Default a timer (inject for tests). */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+}
+
+/** Builds the dispatcher that runs `onMessage` (one per `start()`…stop cycle). */
+export type DispatcherFactory = (client: EngineClient) => Dispatcher;
+
+/**
+ * Options of `new WebSocketEngine(options)`.
+ *
+ * @example
+ * ```ts
+ * import type { EngineOptions } from "./options.ts";
+ * const options: EngineOptions = {
+ *   url: "ws://127.0.0.1:8080/",
+ *   client: { onMessage: (msg) => console.log(msg.data) },
+ *   reconnect: { baseDelayMs: 250, maxRetries: 20 },
+ * };
+ * ```
+ */
+export interface EngineOptions {
+  /** `ws:` or `wss:` URL of the server. */
+  url: string | URL;
+  /** The callbacks. */
+  client: EngineClient;
+  /** How to open connections. Default `whatwgAdapter()` (the runtime's `WebSocket`). */
+  adapter?: WebSocketAdapter;
+  /** Subprotocols offered, in preference order. */
+  protocols?: readonly string[];
+  /** Extra handshake request headers (adapters that cannot send them reject the dial). */
+  headers?: Readonly<Record<string, string>>;
+  /** Auto-reconnect: `false` to disable, or settings. Default on. */
+  reconnect?: boolean | ReconnectOptions;
+  /** Budget for dial + handshake + `onOpen`, per attempt, in ms. Default 10 000. */
+  openTimeoutMs?: number;
+  /** Budget for `stop()` as a whole, in ms. Default 5 000. */
+  stopTimeoutMs?: number;
+  /** Largest message accepted (where the adapter can enforce it). */
+  maxPayload?: number;
+  /** Stop reading the socket past this many unread bytes (where the adapter can). Default 1 MiB. */
+  readHighWaterMark?: number;
+  /** Resume reading below this many unread bytes. Default half the high-water mark. */
+  readLowWaterMark?: number;
+  /** Hard bound on unread bytes for sockets that cannot stop reading. Default 64 MiB. */
+  maxQueuedBytes?: number;
+  /** What happens past `maxQueuedBytes`. Default "close". */
+  overflow?: OverflowPolicy;
+  /** Messages the main-thread dispatcher queues before back-pressure. Default 1024. */
+  dispatchQueueLength?: number;
+  /** Advanced: who runs `onMessage`. Default an `InlineDispatcher` (main thread). */
+  dispatcher?: DispatcherFactory;
+  // ---- worker pool (issue 3): add the `workers` option here, and map it in resolveOptions ----
+}
+
+/** Options after defaults and validation. */
+export interface ResolvedOptions {
+  readonly url: URL;
+  readonly client: EngineClient;
+  readonly adapter: WebSocketAdapter;
+  readonly protocols?: readonly string[];
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly reconnect: Required<ReconnectOptions>;
+  readonly openTimeoutMs: number;
+  readonly stopTimeoutMs: number;
+  readonly maxPayload?: number;
+  readonly readHighWaterMark?: number;
+  readonly readLowWaterMark?: number;
+  readonly maxQueuedBytes?: number;
+  readonly overflow?: OverflowPolicy;
+  readonly dispatcher: DispatcherFactory;
+}
+
+/** Defaults, in one place. */
+export const ENGINE_DEFAULTS: {
+  readonly openTimeoutMs: number;
+  readonly stopTimeoutMs: number;
+  readonly baseDelayMs: number;
+  readonly maxDelayMs: number;
+  readonly dispatchQueueLength: number;
+} = Object.freeze({
+  openTimeoutMs: 10_000,
+  stopTimeoutMs: 5_000,
+  baseDelayMs: 500,
+  maxDelayMs: 30_000,
+  dispatchQueueLength: 1024,
+});
+
+const CALLBACKS = new Set([
+  "onOpen",
+  "onMessage",
+  "onClose",
+  "onReadError",
+  "onCloseError",
+  "onRestartError",
+]);
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const OVERFLOW = new Set(["close", "drop-newest", "drop-oldest"]);
+
+function fail(field: string, rule: string, value: unknown): never {
+  throw new EngineOptionError(field, rule, value);
+}
+
+function positive(field: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+    fail(field, "must be a finite number > 0", value);
+  }
+  return value;
+}
+
+function optionalPositiveInt(field: string, value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) {
+    fail(field, "must be an integer > 0", value);
+  }
+  return value;
+}
+
+/**
+ * Applies defaults and validates; throws {@linkcode EngineOptionError} naming the first bad field.
+ *
+ * @example
+ * ```ts
+ * import { resolveOptions } from "./options.ts";
+ * const resolved = resolveOptions({ url: "ws://127.0.0.1:1/", client: {} });
+ * console.log(resolved.reconnect.baseDelayMs); // 500
+ * ```
+ */
+export function resolveOptions(options: EngineOptions): ResolvedOptions {
+  if (typeof options !== "object" || options === null) {
+    fail("options", "must be an object", options);
+  }
+
+  let url: URL;
+  try {
+    url = new URL(options.url);
+  } catch {
+    fail("url", "must be an absolute ws: or wss: URL", options.url);
+  }
+  if (url.protocol !== "ws:" && url.protocol !== "wss:") {
+    fail("url", "must use the ws: or wss: scheme", String(options.url));
+  }
+  if (url.hash) fail("url", "must not have a fragment", String(options.url));
+
+  const client = options.client;
+  if (typeof client !== "object" || client === null) fail("client", "must be an object", client);
+  for (const key of Object.keys(client)) {
+    if (/^on/i.test(key) && !CALLBACKS.has(key)) {
+      fail(
+        `client.${key}`,
+        `is not a callback (expected one of ${[...CALLBACKS].join(", ")})`,
+        key,
+      );
+    }
+  }
+  for (const name of CALLBACKS) {
+    const cb = (client as Record<string, unknown>)[name];
+    if (cb !== undefined && typeof cb !== "function") {
+      fail(`client.${name}`, "must be a function", cb);
+    }
+  }
+
+  const adapter = options.adapter ?? whatwgAdapter();
+  if (typeof adapter !== "object" || adapter === null || typeof adapter.dial !== "function") {
+    fail("adapter", "must be a WebSocketAdapter (an object with a dial method)", adapter);
+  }
+
+  if (options.protocols !== undefined) {
+    if (!Array.isArray(options.protocols)) {
+      fail("protocols", "must be an array of strings", options.protocols);
+    }
+    const seen = new Set<string>();
+    for (const p of options.protocols) {
+      if (typeof p !== "string" || !TOKEN.test(p)) {
+        fail("protocols", "must contain HTTP tokens (no spaces, commas or separators)", p);
+      }
+      if (seen.has(p)) fail("protocols", "must not repeat a subprotocol", p);
+      seen.add(p);
+    }
+  }
+  if (options.headers !== undefined) {
+    if (typeof options.headers !== "object" || options.headers === null) {
+      fail("headers", "must be a record of header names to string values", options.headers);
+    }
+    for (const [name, value] of Object.entries(options.headers)) {
+      if (!TOKEN.test(name)) fail(`headers.${name}`, "must be a valid header name", name);
+      if (typeof value !== "string" || /[\r\n\0]/.test(value)) {
+        fail(`headers.${name}`, "must be a string without CR, LF or NUL", value);
+      }
+    }
+  }
+
+  const rc = options.reconnect;
+  if (rc !== undefined && typeof rc !== "boolean" && (typeof rc !== "object" || rc === null)) {
+    fail("reconnect", "must be a boolean or an object", rc);
+  }
+  const r: ReconnectOptions = typeof rc === "object" ? rc : { enabled: rc ?? true };
+  if (r.enabled !== undefined && typeof r.enabled !== "boolean") {
+    fail("reconnect.enabled", "must be a boolean", r.enabled);
+  }
+  const baseDelayMs = positive("reconnect.baseDelayMs", r.baseDelayMs, ENGINE_DEFAULTS.baseDelayMs);
+  const maxDelayMs = positive(
+    "reconnect.maxDelayMs",
+    r.maxDelayMs,
+    Math.max(ENGINE_DEFAULTS.maxDelayMs, baseDelayMs),
+  );
+  if (maxDelayMs < baseDelayMs) {
+    fail("reconnect.maxDelayMs", `must be >= reconnect.baseDelayMs (${baseDelayMs})`, maxDelayMs);
+  }
+  const maxRetries = r.maxRetries ?? Infinity;
+  if (
+    typeof maxRetries !== "number" ||
+    !(maxRetries === Infinity || (Number.isSafeInteger(maxRetries) && maxRetries >= 0))
+  ) {
+    fail("reconnect.maxRetries", "must be an integer >= 0 or Infinity", maxRetries);
+  }
+  if (r.random !== undefined && typeof r.random !== "function") {
+    fail("reconnect.random", "must be a function returning a number in [0, 1)", r.random);
+  }
+  if (r.sleep !== undefined && typeof r.sleep !== "function") {
+    fail("reconnect.sleep", "must be a function (ms, signal) => Promise<void>", r.sleep);
+  }
+
+  const openTimeoutMs = positive(
+    "openTimeoutMs",
+    options.openTimeoutMs,
+    ENGINE_DEFAULTS.openTimeoutMs,
+  );
+  const stopTimeoutMs = positive(
+    "stopTimeoutMs",
+    options.stopTimeoutMs,
+    ENGINE_DEFAULTS.stopTimeoutMs,
+  );
+  const maxPayload = optionalPositiveInt("maxPayload", options.maxPayload);
+  const readHighWaterMark = optionalPositiveInt("readHighWaterMark", options.readHighWaterMark);
+  const readLowWaterMark = options.readLowWaterMark === 0
+    ? 0
+    : optionalPositiveInt("readLowWaterMark", options.readLowWaterMark);
+  if (
+    readLowWaterMark !== undefined && readLowWaterMark > (readHighWaterMark ?? 1 << 20)
+  ) {
+    fail("readLowWaterMark", "must not exceed readHighWaterMark", readLowWaterMark);
+  }
+  const maxQueuedBytes = optionalPositiveInt("maxQueuedBytes", options.maxQueuedBytes);
+  if (options.overflow !== undefined && !OVERFLOW.has(options.overflow)) {
+    fail("overflow", 'must be "close", "drop-newest" or "drop-oldest"', options.overflow);
+  }
+  const queueLength = optionalPositiveInt("dispatchQueueLength", options.dispatchQueueLength) ??
+    ENGINE_DEFAULTS.dispatchQueueLength;
+  if (options.dispatcher !== undefined && typeof options.dispatcher !== "function") {
+    fail("dispatcher", "must be a function (client) => Dispatcher", options.dispatcher);
+  }
+
+  // ---- worker pool (issue 3): choose the PoolDispatcher here when `workers` is set ----
+  const dispatcher: DispatcherFactory = options.dispatcher ??
+    ((c) => new InlineDispatcher(c.onMessage?.bind(c), { maxQueued: queueLength }));
+
+  return {
+    url,
+    client,
+    adapter,
+    protocols: options.protocols ? [...options.protocols] : undefined,
+    headers: options.headers ? { ...options.headers } : undefined,
+    reconnect: {
+      enabled: r.enabled ?? true,
+      baseDelayMs,
+      maxDelayMs,
+      maxRetries,
+      random: r.random ?? Math.random,
+      sleep: r.sleep ?? defaultSleep,
+    },
+    openTimeoutMs,
+    stopTimeoutMs,
+    maxPayload,
+    readHighWaterMark,
+    readLowWaterMark,
+    maxQueuedBytes,
+    overflow: options.overflow,
+    dispatcher,
+  };
+}

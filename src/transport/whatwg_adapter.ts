@@ -1,0 +1,277 @@
+/**
+ * The adapter over the runtime's WHATWG `WebSocket` (Deno, browsers, Node ≥ 22).
+ *
+ * What it cannot do, it says so: no ping (`NotSupportedError`), no response headers, no read
+ * back-pressure (a WHATWG socket cannot stop reading, so the queue's `maxQueuedBytes` and
+ * overflow policy bound memory instead), request headers only on Deno's non-standard
+ * constructor, and close codes limited to 1000 and 3000–4999 (others are sent as 1000 with
+ * their reason; the local {@linkcode CloseInfo} keeps the code asked for).
+ *
+ * @module
+ */
+
+import { IncomingQueue } from "./incoming_queue.ts";
+import {
+  type AdapterConnection,
+  type CloseInfo,
+  ConnectionClosedError,
+  DialError,
+  type DialOptions,
+  type HandshakeInfo,
+  NotSupportedError,
+  type OutgoingData,
+  type WebSocketAdapter,
+  type WireMessage,
+} from "./types.ts";
+import { deferred } from "../util/async.ts";
+
+/** Dial options plus a sink for read problems (overflow) the adapter reports. */
+export type DialOptionsWithErrors = DialOptions & {
+  /** Called for read problems that do not end the connection (e.g. a dropped message). */
+  readonly onError?: (error: unknown) => void;
+};
+
+/** The constructor shape the adapter needs (the global `WebSocket` by default). */
+export type WebSocketConstructor = new (
+  url: string,
+  protocolsOrOptions?: string | string[] | { protocols?: string[]; headers?: HeadersInit },
+) => WebSocket;
+
+/** Options of {@linkcode whatwgAdapter}. */
+export interface WhatwgAdapterOptions {
+  /** The `WebSocket` class to use. Default `globalThis.WebSocket`. */
+  WebSocket?: WebSocketConstructor;
+}
+
+const IS_DENO = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+
+/**
+ * The WHATWG `WebSocket` adapter.
+ *
+ * @example
+ * ```ts
+ * import { whatwgAdapter } from "./whatwg_adapter.ts";
+ * const adapter = whatwgAdapter();
+ * console.log(adapter.name); // "whatwg"
+ * ```
+ */
+export function whatwgAdapter(options: WhatwgAdapterOptions = {}): WebSocketAdapter {
+  return {
+    name: "whatwg",
+    dial(url: URL, dialOptions: DialOptions): Promise<AdapterConnection> {
+      const Ctor = options.WebSocket ?? (globalThis.WebSocket as unknown as WebSocketConstructor);
+      if (typeof Ctor !== "function") {
+        return Promise.reject(new NotSupportedError("this runtime has no global WebSocket"));
+      }
+      if (dialOptions.headers && Object.keys(dialOptions.headers).length > 0 && !IS_DENO) {
+        return Promise.reject(
+          new NotSupportedError("request headers need Deno or the ws adapter (WHATWG WebSocket)"),
+        );
+      }
+      return dial(Ctor, url, dialOptions as DialOptionsWithErrors);
+    },
+  };
+}
+
+function dial(Ctor: WebSocketConstructor, url: URL, opts: DialOptionsWithErrors) {
+  return new Promise<AdapterConnection>((resolve, reject) => {
+    const signal = opts.signal;
+    if (signal?.aborted) return reject(signal.reason);
+    let ws: WebSocket;
+    try {
+      const protocols = opts.protocols ? [...opts.protocols] : undefined;
+      ws = opts.headers && Object.keys(opts.headers).length > 0
+        ? new Ctor(url.href, { protocols, headers: { ...opts.headers } })
+        : new Ctor(url.href, protocols);
+    } catch (cause) {
+      return reject(
+        new DialError(`cannot dial ${url.href}: ${(cause as Error).message}`, { cause }),
+      );
+    }
+    ws.binaryType = "arraybuffer";
+    let settled = false;
+    const conn = new WhatwgConnection(ws, opts);
+    const fail = (error: unknown) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      try {
+        ws.close();
+      } catch { /* already closing */ }
+      reject(error);
+    };
+    const onAbort = () => fail(signal!.reason);
+    const timer = setTimeout(
+      () =>
+        fail(
+          new DialError(`handshake with ${url.href} timed out after ${opts.handshakeTimeoutMs} ms`),
+        ),
+      opts.handshakeTimeoutMs,
+    );
+    const cleanup = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    ws.addEventListener("open", () => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      conn.opened();
+      resolve(conn);
+    }, { once: true });
+    ws.addEventListener("error", (ev) => {
+      if (settled) return;
+      const message = (ev as ErrorEvent).message ?? "";
+      const status = /status code:?\s*(\d{3})/i.exec(message)?.[1];
+      fail(
+        new DialError(`cannot connect to ${url.href}${message ? `: ${message}` : ""}`, {
+          status: status ? Number(status) : undefined,
+          cause: (ev as ErrorEvent).error,
+        }),
+      );
+    });
+    ws.addEventListener("close", (ev) => {
+      if (!settled) {
+        fail(new DialError(`connection to ${url.href} closed during the handshake (${ev.code})`));
+      }
+    });
+  });
+}
+
+/** Codes the WHATWG `close()` accepts. */
+function sendable(code: number): boolean {
+  return code === 1000 || (code >= 3000 && code <= 4999);
+}
+
+class WhatwgConnection implements AdapterConnection {
+  readonly #ws: WebSocket;
+  readonly #queue: IncomingQueue;
+  readonly #closeInfo = deferred<CloseInfo>();
+  #localClose?: { code: number; reason: string };
+  #closing?: Promise<CloseInfo>;
+  #isClosed = false;
+  handshake: HandshakeInfo = { protocol: "", extensions: "" };
+
+  constructor(ws: WebSocket, opts: DialOptionsWithErrors) {
+    this.#ws = ws;
+    this.#queue = new IncomingQueue({
+      highWaterMark: opts.readHighWaterMark,
+      lowWaterMark: opts.readLowWaterMark,
+      maxQueuedBytes: opts.maxQueuedBytes,
+      overflow: opts.overflow,
+      // A WHATWG socket cannot stop reading: onPause/onResume have nothing to do.
+      onOverflow: (error) => {
+        try {
+          opts.onError?.(error);
+        } catch { /* the sink must not break reading */ }
+        if (error.policy === "close") void this.close(1008, "read overflow", 1000);
+      },
+    });
+    const maxPayload = opts.maxPayload;
+    ws.addEventListener("message", (ev) => {
+      const data = ev.data;
+      const message: WireMessage = typeof data === "string"
+        ? { type: "text", data }
+        : { type: "binary", data: new Uint8Array(data as ArrayBuffer) };
+      if (
+        maxPayload !== undefined &&
+        (message.type === "text" ? data.length : data.byteLength) > maxPayload
+      ) {
+        void this.close(1009, "message too big", 1000);
+        return;
+      }
+      this.#queue.push(message);
+    });
+    ws.addEventListener("close", (ev) => {
+      this.#isClosed = true;
+      const local = this.#localClose;
+      const info: CloseInfo = local
+        ? { code: local.code, reason: local.reason, wasClean: ev.wasClean, initiator: "local" }
+        : {
+          code: ev.code || 1006,
+          reason: ev.reason,
+          wasClean: ev.wasClean,
+          initiator: ev.wasClean && ev.code !== 1006 ? "remote" : "drop",
+        };
+      this.#closeInfo.resolve(info);
+      this.#queue.end(info);
+    });
+  }
+
+  opened(): void {
+    this.handshake = { protocol: this.#ws.protocol, extensions: this.#ws.extensions };
+  }
+
+  get underlying(): unknown {
+    return this.#ws;
+  }
+  get closed(): Promise<CloseInfo> {
+    return this.#queue.closed;
+  }
+  get isClosed(): boolean {
+    return this.#isClosed;
+  }
+  get bufferedAmount(): number {
+    return this.#ws.bufferedAmount;
+  }
+
+  poll(): WireMessage | undefined {
+    return this.#queue.poll();
+  }
+  readable(): Promise<void> {
+    return this.#queue.readable();
+  }
+
+  send(data: OutgoingData): Promise<void> {
+    if (this.#ws.readyState !== 1 || this.#localClose) {
+      return Promise.reject(new ConnectionClosedError());
+    }
+    try {
+      this.#ws.send(data as string | ArrayBufferView<ArrayBuffer>);
+      return Promise.resolve();
+    } catch (cause) {
+      const err = new ConnectionClosedError(`send failed: ${(cause as Error).message}`);
+      return Promise.reject(err);
+    }
+  }
+
+  ping(_timeoutMs: number): Promise<number> {
+    return Promise.reject(
+      new NotSupportedError("the WHATWG WebSocket cannot send pings (use the ws or wse adapter)"),
+    );
+  }
+
+  close(code = 1000, reason = "", timeoutMs = 5000): Promise<CloseInfo> {
+    if (this.#closing) return this.#closing;
+    if (this.#isClosed) return (this.#closing = this.#closeInfo.promise);
+    this.#localClose = { code, reason };
+    try {
+      this.#ws.close(sendable(code) ? code : 1000, reason);
+    } catch {
+      try {
+        this.#ws.close(1000);
+      } catch { /* nothing more we can do */ }
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<CloseInfo>((resolve) => {
+      timer = setTimeout(() => {
+        // A WHATWG socket cannot be dropped; report the handshake as unanswered.
+        resolve({ code, reason, wasClean: false, initiator: "local" });
+      }, timeoutMs);
+    });
+    this.#closing = Promise.race([this.#closeInfo.promise, timeout]).finally(() =>
+      clearTimeout(timer)
+    );
+    return this.#closing;
+  }
+
+  terminate(): void {
+    // The WHATWG API has no abort: start a close and stop waiting for it.
+    if (this.#isClosed) return;
+    this.#localClose ??= { code: 1006, reason: "terminated" };
+    try {
+      this.#ws.close(1000, "terminated");
+    } catch { /* already closing */ }
+  }
+}

@@ -1,0 +1,263 @@
+/**
+ * The adapter over `npm:ws` (Node, and Deno through npm compatibility). It sees the response
+ * headers, sends any close code, pings and awaits the pong, and stops reading the socket when
+ * the incoming queue passes its high-water mark (`ws.pause()` / `ws.resume()`).
+ *
+ * @module
+ */
+
+import WebSocket from "ws";
+import type { ClientRequest, IncomingMessage } from "node:http";
+import { IncomingQueue } from "./incoming_queue.ts";
+import {
+  type AdapterConnection,
+  type CloseInfo,
+  ConnectionClosedError,
+  DialError,
+  type DialOptions,
+  type HandshakeInfo,
+  type OutgoingData,
+  type WebSocketAdapter,
+  type WireMessage,
+} from "./types.ts";
+import type { DialOptionsWithErrors } from "./whatwg_adapter.ts";
+import { deferred, TimeoutError } from "../util/async.ts";
+
+/** Options of {@linkcode wsAdapter}. */
+export interface WsAdapterOptions {
+  /** Negotiate permessage-deflate. Default false (it costs CPU and memory per connection). */
+  perMessageDeflate?: boolean;
+}
+
+/**
+ * The `npm:ws` adapter.
+ *
+ * @example
+ * ```ts
+ * import { wsAdapter } from "./ws_adapter.ts";
+ * const adapter = wsAdapter({ perMessageDeflate: false });
+ * console.log(adapter.name); // "ws"
+ * ```
+ */
+export function wsAdapter(options: WsAdapterOptions = {}): WebSocketAdapter {
+  return {
+    name: "ws",
+    dial(url: URL, dialOptions: DialOptions): Promise<AdapterConnection> {
+      return dial(url, dialOptions as DialOptionsWithErrors, options);
+    },
+  };
+}
+
+function headersOf(res: IncomingMessage): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(res.headers)) {
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
+  }
+  return headers;
+}
+
+function dial(url: URL, opts: DialOptionsWithErrors, adapterOptions: WsAdapterOptions) {
+  return new Promise<AdapterConnection>((resolve, reject) => {
+    const signal = opts.signal;
+    if (signal?.aborted) return reject(signal.reason);
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(url.href, opts.protocols ? [...opts.protocols] : [], {
+        headers: opts.headers ? { ...opts.headers } : undefined,
+        handshakeTimeout: opts.handshakeTimeoutMs,
+        maxPayload: opts.maxPayload,
+        perMessageDeflate: adapterOptions.perMessageDeflate ?? false,
+        followRedirects: false,
+      });
+    } catch (cause) {
+      return reject(
+        new DialError(`cannot dial ${url.href}: ${(cause as Error).message}`, { cause }),
+      );
+    }
+    let settled = false;
+    let response: IncomingMessage | undefined;
+    const conn = new WsConnection(ws, opts);
+    const fail = (error: unknown) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      ws.terminate();
+      reject(error);
+    };
+    const onAbort = () => fail(signal!.reason);
+    const cleanup = () => {
+      signal?.removeEventListener("abort", onAbort);
+      ws.off("error", onError);
+    };
+    const onError = (err: Error) =>
+      fail(new DialError(`cannot connect to ${url.href}: ${err.message}`, { cause: err }));
+    signal?.addEventListener("abort", onAbort, { once: true });
+    ws.on("error", onError);
+    ws.on("upgrade", (res: IncomingMessage) => {
+      response = res;
+    });
+    ws.on("unexpected-response", (req: ClientRequest, res: IncomingMessage) => {
+      const status = res.statusCode;
+      res.resume(); // drain the body so the socket can close
+      req.destroy();
+      fail(
+        new DialError(`the server answered the handshake with HTTP ${status}`, { status }),
+      );
+    });
+    ws.once("open", () => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      conn.opened({
+        protocol: ws.protocol,
+        extensions: ws.extensions,
+        status: response?.statusCode ?? 101,
+        headers: response ? headersOf(response) : undefined,
+      });
+      resolve(conn);
+    });
+  });
+}
+
+class WsConnection implements AdapterConnection {
+  readonly #ws: WebSocket;
+  readonly #queue: IncomingQueue;
+  readonly #closeInfo = deferred<CloseInfo>();
+  readonly #pings: { resolve(rtt: number): void; reject(e: unknown): void; sent: number }[] = [];
+  #localClose = false;
+  #closing?: Promise<CloseInfo>;
+  #isClosed = false;
+  handshake: HandshakeInfo = { protocol: "", extensions: "" };
+
+  constructor(ws: WebSocket, opts: DialOptionsWithErrors) {
+    this.#ws = ws;
+    this.#queue = new IncomingQueue({
+      highWaterMark: opts.readHighWaterMark,
+      lowWaterMark: opts.readLowWaterMark,
+      maxQueuedBytes: opts.maxQueuedBytes,
+      overflow: opts.overflow,
+      onPause: () => ws.readyState === WebSocket.OPEN && ws.pause(),
+      onResume: () => ws.readyState === WebSocket.OPEN && ws.resume(),
+      onOverflow: (error) => {
+        try {
+          opts.onError?.(error);
+        } catch { /* the sink must not break reading */ }
+        if (error.policy === "close") void this.close(1008, "read overflow", 1000);
+      },
+    });
+    ws.on("message", (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+      const buf = Array.isArray(data)
+        ? Buffer.concat(data)
+        : data instanceof ArrayBuffer
+        ? Buffer.from(data)
+        : data;
+      const message: WireMessage = isBinary
+        ? { type: "binary", data: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength) }
+        : { type: "text", data: buf.toString("utf8") };
+      this.#queue.push(message);
+    });
+    ws.on("pong", () => {
+      const p = this.#pings.shift();
+      p?.resolve(performance.now() - p.sent);
+    });
+    // After the handshake, errors end in "close"; listen so they are not thrown.
+    ws.on("error", () => {});
+    ws.on("close", (code: number, reason: Buffer) => {
+      this.#isClosed = true;
+      const r = reason.toString("utf8");
+      const wasClean = code !== 1006;
+      const info: CloseInfo = {
+        code,
+        reason: r,
+        wasClean,
+        initiator: this.#localClose ? "local" : wasClean ? "remote" : "drop",
+      };
+      const closedError = new ConnectionClosedError("the connection closed", info);
+      for (const p of this.#pings.splice(0)) p.reject(closedError);
+      this.#closeInfo.resolve(info);
+      this.#queue.end(info);
+    });
+  }
+
+  opened(handshake: HandshakeInfo): void {
+    this.handshake = handshake;
+  }
+
+  get underlying(): unknown {
+    return this.#ws;
+  }
+  get closed(): Promise<CloseInfo> {
+    return this.#queue.closed;
+  }
+  get isClosed(): boolean {
+    return this.#isClosed;
+  }
+  get bufferedAmount(): number {
+    return this.#ws.bufferedAmount;
+  }
+
+  poll(): WireMessage | undefined {
+    return this.#queue.poll();
+  }
+  readable(): Promise<void> {
+    return this.#queue.readable();
+  }
+
+  send(data: OutgoingData): Promise<void> {
+    if (this.#ws.readyState !== WebSocket.OPEN || this.#localClose) {
+      return Promise.reject(new ConnectionClosedError());
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.#ws.send(data, { binary: typeof data !== "string" }, (err?: Error) => {
+        if (err) reject(new ConnectionClosedError(`send failed: ${err.message}`));
+        else resolve();
+      });
+    });
+  }
+
+  ping(timeoutMs: number): Promise<number> {
+    if (this.#ws.readyState !== WebSocket.OPEN) return Promise.reject(new ConnectionClosedError());
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const i = this.#pings.indexOf(entry);
+        if (i >= 0) this.#pings.splice(i, 1);
+        reject(new TimeoutError("ping", timeoutMs));
+      }, timeoutMs);
+      const entry = {
+        sent: performance.now(),
+        resolve: (rtt: number) => {
+          clearTimeout(timer);
+          resolve(rtt);
+        },
+        reject: (e: unknown) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.#pings.push(entry);
+      this.#ws.ping();
+    });
+  }
+
+  close(code = 1000, reason = "", timeoutMs = 5000): Promise<CloseInfo> {
+    if (this.#closing) return this.#closing;
+    if (this.#isClosed) return (this.#closing = this.#closeInfo.promise);
+    this.#localClose = true;
+    try {
+      this.#ws.resume(); // a paused socket would never see the peer's close frame
+      this.#ws.close(code, reason);
+    } catch {
+      this.#ws.terminate();
+    }
+    const timer = setTimeout(() => this.#ws.terminate(), timeoutMs);
+    this.#closing = this.#closeInfo.promise.finally(() => clearTimeout(timer));
+    return this.#closing;
+  }
+
+  terminate(): void {
+    if (this.#isClosed) return;
+    this.#localClose = true;
+    this.#ws.terminate();
+  }
+}

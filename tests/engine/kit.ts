@@ -1,0 +1,193 @@
+/**
+ * Test kit: a restartable echo server on 127.0.0.1 behind a TCP proxy that can drop every
+ * connection at once (the client sees 1006, as when a server is killed) and come back on the
+ * same port.
+ *
+ * @module
+ */
+
+/** A restartable, fault-injecting echo server. */
+export interface EchoServer {
+  /** `ws://127.0.0.1:<port>/` of the proxy (stable across restarts). */
+  readonly url: string;
+  /** Answer handshakes with this HTTP status instead of upgrading (0 = upgrade). */
+  rejectStatus: number;
+  /** Subprotocols the server accepts (the first offered one in this list is selected). */
+  acceptProtocols: string[];
+  /** When false, messages are not echoed. */
+  echo: boolean;
+  /** Every text/binary message the server received, in order. */
+  readonly received: (string | ArrayBuffer)[];
+  /** Request headers of every upgrade. */
+  readonly upgrades: Headers[];
+  /** Close codes the server saw from clients. */
+  readonly closes: { code: number; reason: string }[];
+  /** Open server-side sockets. */
+  readonly sockets: Set<WebSocket>;
+  /** Sends `data` to every open client. */
+  broadcast(data: string | Uint8Array): void;
+  /** Closes every open client with a close frame. */
+  closeAll(code?: number, reason?: string): void;
+  /** Stops listening and drops every connection without a close frame. */
+  kill(): Promise<void>;
+  /** Listens again on the same port. */
+  restart(): Promise<void>;
+  /** Kills and shuts everything down. */
+  close(): Promise<void>;
+}
+
+async function copy(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+  const buf = new Uint8Array(64 * 1024);
+  try {
+    for (;;) {
+      const n = await from.read(buf);
+      if (n === null) break;
+      let off = 0;
+      while (off < n) off += await to.write(buf.subarray(off, n));
+    }
+  } catch { /* closed under us */ }
+  try {
+    await to.closeWrite();
+  } catch { /* already closed */ }
+}
+
+function closeQuietly(c: { close(): void }): void {
+  try {
+    c.close();
+  } catch { /* already closed */ }
+}
+
+/** Starts an echo server and its proxy on ephemeral 127.0.0.1 ports. */
+export function startEchoServer(): EchoServer {
+  const sockets = new Set<WebSocket>();
+  const received: (string | ArrayBuffer)[] = [];
+  const upgrades: Headers[] = [];
+  const closes: { code: number; reason: string }[] = [];
+  const inner = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (req) => {
+      if (kit.rejectStatus) return new Response("refused by test", { status: kit.rejectStatus });
+      upgrades.push(req.headers);
+      const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) =>
+        s.trim()
+      );
+      const protocol = offered.find((p) => kit.acceptProtocols.includes(p));
+      const { socket, response } = Deno.upgradeWebSocket(req, { protocol, idleTimeout: 0 });
+      socket.binaryType = "arraybuffer";
+      socket.onopen = () => sockets.add(socket);
+      socket.onmessage = (e) => {
+        received.push(e.data);
+        if (kit.echo && socket.readyState === WebSocket.OPEN) socket.send(e.data);
+      };
+      socket.onclose = (e) => {
+        sockets.delete(socket);
+        closes.push({ code: e.code, reason: e.reason });
+      };
+      socket.onerror = () => {};
+      return response;
+    },
+  );
+  const innerPort = inner.addr.port;
+
+  let listener: Deno.TcpListener | undefined = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  const pairs = new Set<{ a: Deno.Conn; b?: Deno.Conn; done: Promise<void> }>();
+  let acceptLoop: Promise<void> = Promise.resolve();
+
+  const serve = (l: Deno.TcpListener) => {
+    acceptLoop = (async () => {
+      for (;;) {
+        let a: Deno.Conn;
+        try {
+          a = await l.accept();
+        } catch {
+          return; // listener closed
+        }
+        const pair: { a: Deno.Conn; b?: Deno.Conn; done: Promise<void> } = {
+          a,
+          done: Promise.resolve(),
+        };
+        pair.done = (async () => {
+          try {
+            pair.b = await Deno.connect({ hostname: "127.0.0.1", port: innerPort });
+          } catch {
+            closeQuietly(a);
+            return;
+          }
+          await Promise.all([copy(a, pair.b), copy(pair.b, a)]);
+          closeQuietly(a);
+          closeQuietly(pair.b);
+        })();
+        pairs.add(pair);
+        void pair.done.then(() => pairs.delete(pair));
+      }
+    })();
+  };
+  serve(listener);
+
+  const kill = async () => {
+    if (listener) {
+      closeQuietly(listener);
+      listener = undefined;
+    }
+    await acceptLoop;
+    const all = [...pairs];
+    for (const p of all) {
+      closeQuietly(p.a);
+      if (p.b) closeQuietly(p.b);
+    }
+    await Promise.all(all.map((p) => p.done));
+  };
+
+  const kit: EchoServer = {
+    url: `ws://127.0.0.1:${port}/`,
+    rejectStatus: 0,
+    acceptProtocols: [],
+    echo: true,
+    received,
+    upgrades,
+    closes,
+    sockets,
+    broadcast(data) {
+      for (const s of sockets) if (s.readyState === WebSocket.OPEN) s.send(data);
+    },
+    closeAll(code = 1000, reason = "") {
+      for (const s of sockets) s.close(code, reason);
+    },
+    kill,
+    async restart() {
+      if (listener) return;
+      listener = Deno.listen({ hostname: "127.0.0.1", port });
+      serve(listener);
+      await Promise.resolve();
+    },
+    async close() {
+      await kill();
+      // Let server-side sockets see their drop before shutting the server down.
+      for (let i = 0; i < 100 && sockets.size > 0; i++) await new Promise((r) => setTimeout(r, 5));
+      await inner.shutdown();
+    },
+  };
+  return kit;
+}
+
+/** Waits until `predicate()` holds, polling every 5 ms, failing after `timeoutMs`. */
+export async function until(
+  predicate: () => boolean,
+  what = "condition",
+  timeoutMs = 5000,
+): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  while (!predicate()) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** A port on 127.0.0.1 where nothing listens (connections are refused). */
+export function refusedPort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = l.addr.port;
+  l.close();
+  return port;
+}
