@@ -1,0 +1,367 @@
+/**
+ * Our RFC 6455 server: `serve()` on `Deno.listen`, and `handleNodeUpgrade()` for `node:http`'s
+ * `'upgrade'` event. Both end in the same {@linkcode WebSocketConnection}.
+ *
+ * The opening handshake is checked by the codec: a bad one gets its HTTP answer — 400 (malformed,
+ * missing key/headers), 405 (not GET), 426 (not version 13), 431 (head over `maxHeadBytes`), 403
+ * (refused by `checkOrigin`) — and the socket is closed. A client that does not finish its request
+ * within `handshakeTimeoutMs` (slow loris) is dropped without an answer.
+ *
+ * Defaults: compression off (as npm:ws's server), `maxPayload` 64 MiB, handshake timeout 10 s,
+ * every origin accepted unless `checkOrigin` says otherwise, `hostname` 127.0.0.1.
+ *
+ * @module
+ */
+
+import type { IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
+import { ProtocolConnection } from "../protocol/connection.ts";
+import type { DeflateOptions } from "../protocol/deflate.ts";
+import { HandshakeError } from "../protocol/errors.ts";
+import {
+  buildHttpResponse,
+  type HandshakeRequest,
+  MAX_HEAD_SIZE,
+  negotiateServer,
+  rejectionResponse,
+  type RequestHead,
+} from "../protocol/handshake.ts";
+import { WebSocketConnection, type WebSocketConnectionOptions } from "./tcp_connection.ts";
+import { readHead } from "./tcp_http.ts";
+import {
+  type ByteStream,
+  denoConnStream,
+  nodeSocketStream,
+  type StreamAddr,
+} from "./tcp_stream.ts";
+
+/** The upgrade request as the server saw it. */
+export interface UpgradeRequest {
+  /** HTTP method (always GET once accepted). */
+  readonly method: string;
+  /** Request target: path and query, e.g. `/chat?room=1`. */
+  readonly url: string;
+  /** Request headers. */
+  readonly headers: Headers;
+  /** The client's address, when known. */
+  readonly remoteAddr?: StreamAddr;
+}
+
+/** How an upgrade is answered; shared by {@linkcode serve} and {@linkcode handleNodeUpgrade}. */
+export interface UpgradeOptions extends WebSocketConnectionOptions {
+  /** Subprotocols this server speaks; the first one the client offers is selected. */
+  protocols?: readonly string[];
+  /** Picks the subprotocol from the client's offer instead (return undefined for none). */
+  selectProtocol?: (offered: string[], request: HandshakeRequest) => string | undefined | null;
+  /** Return false to refuse the upgrade with 403. Default: every origin is accepted. */
+  checkOrigin?: (origin: string | null, request: UpgradeRequest) => boolean | Promise<boolean>;
+  /** Accept permessage-deflate when offered: `true`, tuning options, or `false` (default). */
+  compression?: boolean | DeflateOptions;
+  /** Largest message accepted (after decompression); bigger closes with 1009. Default 64 MiB. */
+  maxPayload?: number;
+  /** Time a client has to send its whole request head, in ms. Default 10000. */
+  handshakeTimeoutMs?: number;
+  /** Largest request head; bigger gets 431. Default 16 KiB. */
+  maxHeadBytes?: number;
+  /** Extra headers for the 101 response. */
+  responseHeaders?: Readonly<Record<string, string>>;
+}
+
+/** Options of {@linkcode serve}. */
+export interface ServeOptions extends UpgradeOptions {
+  /** TCP port; 0 (default) picks a free one (see `server.port`). */
+  port?: number;
+  /** Address to bind. Default "127.0.0.1" (pass "0.0.0.0" to listen on every interface). */
+  hostname?: string;
+  /** Called for each accepted connection. A throw/rejection closes it with 1011. */
+  onConnection: (ws: WebSocketConnection, request: UpgradeRequest) => void | Promise<void>;
+  /** Failed handshakes and handler errors, for logging. */
+  onError?: (error: unknown) => void;
+}
+
+/** A running server made by {@linkcode serve}. */
+export interface WebSocketServer {
+  /** The bound port. */
+  readonly port: number;
+  /** The bound address. */
+  readonly hostname: string;
+  /** Open connections. */
+  readonly connections: ReadonlySet<WebSocketConnection>;
+  /**
+   * Stops accepting, closes every connection with `code`/`reason` (default 1001), waits for
+   * their close handshakes (bounded by each connection's give-up timer) and their handlers.
+   */
+  close(code?: number, reason?: string): Promise<void>;
+  /** Settles once `close()` finished. */
+  readonly finished: Promise<void>;
+}
+
+function deflateOf(c: boolean | DeflateOptions | undefined): DeflateOptions | null {
+  return c === undefined || c === false ? null : c === true ? {} : c;
+}
+
+/** Writes an HTTP error answer, then closes without resetting (so the client can read it). */
+async function refuse(stream: ByteStream, bytes: Uint8Array): Promise<void> {
+  try {
+    await stream.write(bytes);
+  } catch { /* the client is gone */ }
+  await stream.lingerClose(1000);
+}
+
+/**
+ * Runs the server side of the opening handshake on a stream; resolves with the open connection,
+ * or `null` when the request was refused (answered with an HTTP error) or timed out.
+ */
+async function upgrade(
+  stream: ByteStream,
+  given: { head: RequestHead; rest: Uint8Array } | undefined,
+  options: UpgradeOptions,
+  onError?: (e: unknown) => void,
+): Promise<{ ws: WebSocketConnection; request: UpgradeRequest } | null> {
+  const timeoutMs = options.handshakeTimeoutMs ?? 10_000;
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    stream.close();
+  }, timeoutMs);
+  try {
+    let got = given;
+    if (!got) {
+      try {
+        got = await readHead(stream, "request", options.maxHeadBytes ?? MAX_HEAD_SIZE) ??
+          undefined;
+      } catch (e) {
+        onError?.(e);
+        clearTimeout(timer);
+        if (e instanceof HandshakeError) await refuse(stream, rejectionResponse(e));
+        else stream.close();
+        return null;
+      }
+      if (!got) {
+        if (timedOut) onError?.(new HandshakeError(`handshake timed out after ${timeoutMs} ms`));
+        stream.close();
+        return null;
+      }
+    }
+    const { head, rest } = got;
+    const request: UpgradeRequest = {
+      method: head.method,
+      url: head.target,
+      headers: head.headers,
+      remoteAddr: stream.remoteAddr,
+    };
+    if (options.checkOrigin) {
+      let ok = false;
+      try {
+        ok = await options.checkOrigin(head.headers.get("origin"), request);
+      } catch (e) {
+        onError?.(e);
+      }
+      if (!ok) {
+        clearTimeout(timer);
+        onError?.(new HandshakeError("origin refused", { status: 403 }));
+        await refuse(stream, buildHttpResponse(403, {}, "origin not allowed"));
+        return null;
+      }
+    }
+    const deflate = deflateOf(options.compression);
+    let n;
+    try {
+      n = negotiateServer(
+        { method: head.method, headers: head.headers, version: head.version },
+        {
+          protocols: options.protocols,
+          selectProtocol: options.selectProtocol,
+          deflate,
+          headers: options.responseHeaders,
+        },
+      );
+    } catch (e) {
+      onError?.(e);
+      clearTimeout(timer);
+      await refuse(stream, buildHttpResponse(500, {}, "internal error"));
+      return null;
+    }
+    if ("reject" in n) {
+      clearTimeout(timer);
+      onError?.(new HandshakeError(n.reject.body, { status: n.reject.status }));
+      await refuse(stream, rejectionResponse(n.reject));
+      return null;
+    }
+    try {
+      await stream.write(n.accept);
+    } catch (e) {
+      onError?.(e);
+      stream.close();
+      return null;
+    }
+    clearTimeout(timer);
+    if (timedOut) return null;
+    const protocol = new ProtocolConnection({
+      role: "server",
+      maxMessageSize: options.maxPayload,
+      deflate: n.deflate,
+      deflateOptions: deflate
+        ? { threshold: deflate.threshold, level: deflate.level, memLevel: deflate.memLevel }
+        : undefined,
+    });
+    const ws = new WebSocketConnection(stream, protocol, {
+      role: "server",
+      handshake: {
+        protocol: n.protocol,
+        extensions: n.extensions,
+        status: 101,
+        headers: new Headers(n.responseHeaders),
+      },
+      initial: rest,
+      options,
+    });
+    return { ws, request };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Listens on `hostname:port` and upgrades every connection that sends a valid WebSocket request.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "../../mod.ts";
+ * const server = serve({
+ *   port: 0,
+ *   protocols: ["chat.v1"],
+ *   onConnection: async (ws, request) => {
+ *     console.log("connected", request.url, ws.protocol);
+ *     for await (const message of ws) await ws.send(message.data); // echo
+ *   },
+ * });
+ * console.log("listening on", server.port);
+ * await server.close();
+ * ```
+ */
+export function serve(options: ServeOptions): WebSocketServer {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const listener = Deno.listen({ hostname, port: options.port ?? 0, transport: "tcp" });
+  const connections = new Set<WebSocketConnection>();
+  const handshaking = new Set<ByteStream>();
+  const tasks = new Set<Promise<void>>();
+  let closing = false;
+  let finish!: () => void;
+  const finished = new Promise<void>((r) => (finish = r));
+
+  const track = (p: Promise<void>) => {
+    tasks.add(p);
+    void p.finally(() => tasks.delete(p));
+  };
+
+  const handle = async (conn: Deno.Conn) => {
+    const stream = denoConnStream(conn);
+    handshaking.add(stream);
+    let up;
+    try {
+      up = await upgrade(stream, undefined, options, options.onError);
+    } finally {
+      handshaking.delete(stream);
+    }
+    if (!up) return;
+    const { ws, request } = up;
+    if (closing) {
+      await ws.close(1001, "server shutting down");
+      return;
+    }
+    connections.add(ws);
+    try {
+      await options.onConnection(ws, request);
+    } catch (e) {
+      options.onError?.(e);
+      void ws.close(1011, "handler error");
+    }
+    await ws.socketClosed;
+    connections.delete(ws);
+  };
+
+  const acceptLoop = (async () => {
+    while (true) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch {
+        break; // the listener was closed
+      }
+      if (closing) {
+        conn.close();
+        break;
+      }
+      track(handle(conn));
+    }
+  })();
+
+  const addr = listener.addr as Deno.NetAddr;
+  let closePromise: Promise<void> | undefined;
+  return {
+    port: addr.port,
+    hostname: addr.hostname,
+    connections,
+    finished,
+    close(code = 1001, reason = "server shutting down"): Promise<void> {
+      closePromise ??= (async () => {
+        closing = true;
+        try {
+          listener.close();
+        } catch { /* already closed */ }
+        await acceptLoop;
+        for (const s of handshaking) s.close();
+        await Promise.all([...connections].map((ws) => ws.close(code, reason)));
+        while (tasks.size) await Promise.all([...tasks]);
+        finish();
+      })();
+      return closePromise;
+    },
+  };
+}
+
+function headersOf(req: IncomingMessage): Headers {
+  const h = new Headers();
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    try {
+      h.append(raw[i], raw[i + 1]);
+    } catch { /* a header value fetch's Headers refuses; the handshake checks what it needs */ }
+  }
+  return h;
+}
+
+/**
+ * Upgrades a request from `node:http`'s `'upgrade'` event (under Deno, a `node:net` socket) with
+ * our RFC 6455 implementation. Resolves with the connection, or `null` when the handshake was
+ * refused (the socket was answered with the HTTP error and closed).
+ *
+ * @example
+ * ```ts
+ * import { createServer } from "node:http";
+ * import { handleNodeUpgrade } from "../../mod.ts";
+ * const server = createServer((_req, res) => res.end("plain HTTP here"));
+ * server.on("upgrade", async (req, socket, head) => {
+ *   const ws = await handleNodeUpgrade(req, socket, head, { protocols: ["chat.v1"] });
+ *   if (ws) for await (const message of ws) await ws.send(message.data);
+ * });
+ * server.listen(8080, "127.0.0.1");
+ * ```
+ */
+export async function handleNodeUpgrade(
+  req: IncomingMessage,
+  socket: import("node:stream").Duplex,
+  head: Uint8Array,
+  options: UpgradeOptions = {},
+): Promise<WebSocketConnection | null> {
+  const stream = nodeSocketStream(socket as Socket, head);
+  const requestHead: RequestHead = {
+    method: req.method ?? "GET",
+    target: req.url ?? "/",
+    version: `HTTP/${req.httpVersion}`,
+    headers: headersOf(req),
+  };
+  const up = await upgrade(stream, { head: requestHead, rest: new Uint8Array(0) }, options);
+  return up?.ws ?? null;
+}

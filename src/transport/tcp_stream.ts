@@ -1,0 +1,292 @@
+/**
+ * The byte stream a {@linkcode WebSocketConnection} drives: one small interface over a Deno
+ * TCP/TLS connection (`Deno.Conn`) and over a `node:net` socket (what `node:http`'s `'upgrade'`
+ * event hands out), so the WebSocket layer never knows which one it has.
+ *
+ * Reads are pulled (`read()`), so not calling `read()` is read back-pressure: the kernel buffer
+ * fills and TCP stalls the peer. Writes are whole (`write()` resolves once every byte was handed
+ * to the kernel, or to Node's socket buffer below its high watermark).
+ *
+ * @module
+ */
+
+import type { Socket } from "node:net";
+
+/** A network address as the streams report it. */
+export interface StreamAddr {
+  /** IP address or host name. */
+  readonly hostname: string;
+  /** TCP port. */
+  readonly port: number;
+}
+
+/**
+ * What the WebSocket layer needs from a socket.
+ *
+ * @example
+ * ```ts
+ * import { denoConnStream } from "./tcp_stream.ts";
+ * const conn = await Deno.connect({ hostname: "127.0.0.1", port: 8080 });
+ * const stream = denoConnStream(conn);
+ * await stream.write(new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"));
+ * console.log(await stream.read());
+ * stream.close();
+ * ```
+ */
+export interface ByteStream {
+  /**
+   * Resolves with the next received bytes, or `null` at end of stream (EOF, reset, or after
+   * `close()`). Never rejects. One read at a time. The returned bytes are never reused by the stream.
+   */
+  read(): Promise<Uint8Array | null>;
+  /** Writes every byte; rejects when the socket is closed or broken. */
+  write(bytes: Uint8Array): Promise<void>;
+  /** Closes the socket at once (idempotent). A pending `read()` resolves with `null`. */
+  close(): void;
+  /**
+   * Half-closes (FIN) after what was written, discards what the peer still sends until it closes
+   * or `timeoutMs` passes, then closes: an HTTP error answer is read by the client instead of
+   * being lost to a reset. No read may be pending.
+   */
+  lingerClose(timeoutMs: number): Promise<void>;
+  /** True once `close()` was called or the peer's end was seen and the socket was torn down. */
+  readonly isClosed: boolean;
+  /** Local address, when known. */
+  readonly localAddr?: StreamAddr;
+  /** Remote address, when known. */
+  readonly remoteAddr?: StreamAddr;
+}
+
+const SLAB = 256 * 1024;
+const MIN_READ = 32 * 1024;
+
+function netAddr(addr: Deno.Addr): StreamAddr | undefined {
+  return addr.transport === "tcp" ? { hostname: addr.hostname, port: addr.port } : undefined;
+}
+
+/**
+ * Wraps a Deno TCP or TLS connection. Sets `TCP_NODELAY` (Nagle off) where the connection
+ * supports it. Reads go into fresh slices of large slabs, so a slice handed out is never
+ * overwritten (the frame parser may keep views on it).
+ *
+ * @example
+ * ```ts
+ * import { denoConnStream } from "./tcp_stream.ts";
+ * const stream = denoConnStream(await Deno.connect({ hostname: "127.0.0.1", port: 8080 }));
+ * stream.close();
+ * ```
+ */
+export function denoConnStream(conn: Deno.Conn): ByteStream {
+  return new DenoConnStream(conn);
+}
+
+class DenoConnStream implements ByteStream {
+  readonly #conn: Deno.Conn;
+  #slab = new Uint8Array(SLAB);
+  #offset = 0;
+  #closed = false;
+  readonly localAddr?: StreamAddr;
+  readonly remoteAddr?: StreamAddr;
+
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+    const nd = (conn as { setNoDelay?: (on?: boolean) => void }).setNoDelay;
+    if (typeof nd === "function") {
+      try {
+        nd.call(conn, true);
+      } catch { /* not a TCP socket underneath */ }
+    }
+    this.localAddr = netAddr(conn.localAddr);
+    this.remoteAddr = netAddr(conn.remoteAddr);
+  }
+
+  get isClosed(): boolean {
+    return this.#closed;
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    if (this.#closed) return null;
+    if (this.#slab.length - this.#offset < MIN_READ) {
+      this.#slab = new Uint8Array(SLAB);
+      this.#offset = 0;
+    }
+    const view = this.#slab.subarray(this.#offset);
+    let n: number | null;
+    try {
+      n = await this.#conn.read(view);
+    } catch {
+      n = null; // reset, or closed under us: both end the stream
+    }
+    if (n === null) return null;
+    const out = this.#slab.subarray(this.#offset, this.#offset + n);
+    this.#offset += n;
+    return out;
+  }
+
+  async write(bytes: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < bytes.length) {
+      if (this.#closed) throw new Deno.errors.BadResource("the socket is closed");
+      off += await this.#conn.write(off === 0 ? bytes : bytes.subarray(off));
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+  }
+
+  async lingerClose(timeoutMs: number): Promise<void> {
+    if (this.#closed) return;
+    const timer = setTimeout(() => this.close(), timeoutMs);
+    try {
+      await this.#conn.closeWrite();
+      while ((await this.read()) !== null) { /* discard */ }
+    } catch {
+      /* reset: nothing to wait for */
+    } finally {
+      clearTimeout(timer);
+      this.close();
+    }
+  }
+}
+
+/**
+ * Wraps a `node:net` socket (e.g. from `http.Server`'s `'upgrade'` event). `head` holds bytes
+ * that were read past the HTTP request and must be delivered first. The socket is paused while
+ * more than 64 KiB are buffered unread, so not reading still back-pressures TCP.
+ *
+ * @example
+ * ```ts
+ * import { createServer } from "node:http";
+ * import { nodeSocketStream } from "./tcp_stream.ts";
+ * const server = createServer();
+ * server.on("upgrade", (_req, socket, head) => {
+ *   const stream = nodeSocketStream(socket as import("node:net").Socket, head);
+ *   stream.close();
+ * });
+ * ```
+ */
+export function nodeSocketStream(socket: Socket, head?: Uint8Array): ByteStream {
+  return new NodeSocketStream(socket, head);
+}
+
+class NodeSocketStream implements ByteStream {
+  readonly #socket: Socket;
+  #chunks: Uint8Array[] = [];
+  #buffered = 0;
+  #ended = false;
+  #closed = false;
+  #wake?: () => void;
+  #paused = false;
+  readonly localAddr?: StreamAddr;
+  readonly remoteAddr?: StreamAddr;
+
+  constructor(socket: Socket, head?: Uint8Array) {
+    this.#socket = socket;
+    socket.setNoDelay(true);
+    if (head && head.length) this.#chunks.push(new Uint8Array(head));
+    this.#buffered = head?.length ?? 0;
+    if (socket.localAddress && socket.localPort) {
+      this.localAddr = { hostname: socket.localAddress, port: socket.localPort };
+    }
+    if (socket.remoteAddress && socket.remotePort) {
+      this.remoteAddr = { hostname: socket.remoteAddress, port: socket.remotePort };
+    }
+    socket.on("data", (chunk: Uint8Array) => {
+      this.#chunks.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      this.#buffered += chunk.byteLength;
+      if (!this.#paused && this.#buffered > 64 * 1024) {
+        this.#paused = true;
+        socket.pause();
+      }
+      this.#notify();
+    });
+    const end = () => {
+      this.#ended = true;
+      this.#notify();
+    };
+    socket.on("end", end);
+    socket.on("close", () => {
+      this.#closed = true;
+      end();
+    });
+    socket.on("error", end); // reported as end of stream; the WebSocket layer says 1006
+    if (socket.destroyed) end();
+  }
+
+  get isClosed(): boolean {
+    return this.#closed;
+  }
+
+  #notify(): void {
+    const w = this.#wake;
+    this.#wake = undefined;
+    w?.();
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    while (true) {
+      if (this.#chunks.length) {
+        const c = this.#chunks.shift()!;
+        this.#buffered -= c.length;
+        if (this.#paused && this.#buffered <= 16 * 1024 && !this.#closed) {
+          this.#paused = false;
+          this.#socket.resume();
+        }
+        return c;
+      }
+      if (this.#ended || this.#closed) return null;
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+  }
+
+  write(bytes: Uint8Array): Promise<void> {
+    if (this.#closed || this.#socket.destroyed) {
+      return Promise.reject(new Error("the socket is closed"));
+    }
+    return new Promise<void>((resolve, reject) => {
+      let done = false;
+      const finish = (err?: unknown) => {
+        if (done) return;
+        done = true;
+        this.#socket.off("drain", onDrain);
+        this.#socket.off("close", onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onDrain = () => finish();
+      const onClose = () => finish(new Error("the socket closed before the write completed"));
+      const ok = this.#socket.write(bytes, (err) => {
+        if (err) finish(err);
+      });
+      if (ok) finish();
+      else {
+        this.#socket.on("drain", onDrain);
+        this.#socket.on("close", onClose);
+      }
+    });
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#socket.destroy();
+    this.#notify();
+  }
+
+  async lingerClose(timeoutMs: number): Promise<void> {
+    if (this.#closed) return;
+    const timer = setTimeout(() => this.close(), timeoutMs);
+    try {
+      this.#socket.end();
+      while ((await this.read()) !== null) { /* discard */ }
+    } finally {
+      clearTimeout(timer);
+      this.close();
+    }
+  }
+}
