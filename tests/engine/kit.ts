@@ -67,7 +67,7 @@ export function startEchoServer(): EchoServer {
     { hostname: "127.0.0.1", port: 0, onListen() {} },
     (req) => {
       if (kit.rejectStatus) return new Response("refused by test", { status: kit.rejectStatus });
-      upgrades.push(req.headers);
+      upgrades.push(new Headers(req.headers));
       const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) =>
         s.trim()
       );
