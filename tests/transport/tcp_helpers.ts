@@ -1,6 +1,6 @@
 /** Raw-socket helpers for the transport tests: fake peers that speak just enough HTTP/WebSocket. */
 import { decodeClosePayload } from "../../src/protocol/close.ts";
-import { type Frame, FrameParser } from "../../src/protocol/frames.ts";
+import type { Frame, FrameParser } from "../../src/protocol/frames.ts";
 import { acceptKey } from "../../src/protocol/handshake.ts";
 
 export const SANITIZE = { sanitizeOps: true, sanitizeResources: true } as const;
