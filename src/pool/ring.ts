@@ -1,0 +1,296 @@
+/**
+ * The shared-memory layout of the worker pool, and the operations both sides run on it: the read
+ * lock (an Atomics mutex whose value is its owner's token), claiming the next record, and decoding
+ * a record into a {@linkcode WireMessage}.
+ *
+ * Two SharedArrayBuffers are shared by the main thread and every worker:
+ * - the control block (`Int32Array`): lock, counters, per-worker words, ordering lanes, sessions;
+ * - the ring (bytes): variable-length records, 8-byte aligned, written only by the main thread.
+ * A third, growable SharedArrayBuffer (the side channel) carries one oversize message at a time.
+ *
+ * See `docs/pool.md` for the diagram and the protocol.
+ *
+ * @module
+ */
+
+import type { WireMessage } from "../transport/types.ts";
+import type { TraceCarrier } from "../engine/dispatcher.ts";
+
+/** Word indices of the control block (an `Int32Array`). */
+export const C = {
+  /** The read lock / pause button: 0 when free, else the owner's token (main = 1). */
+  LOCK: 0,
+  /** How many threads wait for the lock (release notifies only when > 0). */
+  LOCK_WAITERS: 1,
+  /** Messages published by the main thread (int32, wraps). */
+  PUB: 2,
+  /** Messages claimed by readers (int32, wraps; written under the lock). */
+  CLAIMED: 3,
+  /** Byte offset of the next record to claim (written under the lock). */
+  RPOS: 4,
+  /** Workers asleep waiting for `PUB` to move. */
+  SLEEPERS: 5,
+  /** Bumped each time a record is marked done (the main thread waits on it when full). */
+  FREED: 6,
+  /** 1 while the main thread waits on `FREED`. */
+  MAIN_WAITING: 7,
+  /** 1 once the pool is closing: workers take nothing new. */
+  STOP: 8,
+  /** Threads waiting for an ordering lane to free up. */
+  LANE_WAITERS: 9,
+  /** 1 while a session is attached (lease reads reject on an empty ring once it is 0). */
+  SESSION_OPEN: 10,
+  /** First per-worker word (stride {@linkcode WORKER_STRIDE}). */
+  WORKER_BASE: 16,
+} as const;
+
+/** Words per worker: in-flight record offset + 1, asleep flag, token, spare. */
+export const WORKER_STRIDE = 4;
+/** Most workers a pool may have. */
+export const MAX_WORKERS = 64;
+/** Per-worker word: offset + 1 of the record it is handling (0 = none). */
+export const W_INFLIGHT = 0;
+/** Per-worker word: 1 while asleep on `PUB`. */
+export const W_ASLEEP = 1;
+/** Ordering lanes: a key hashes to one; a busy lane holds back every later message on it. */
+export const LANES = 1024;
+/** First lane word. */
+export const LANE_BASE = C.WORKER_BASE + MAX_WORKERS * WORKER_STRIDE;
+/** Session table: entries of {@linkcode SESSION_WORDS} words: generation, byte length, UTF-8 id. */
+export const SESSION_BASE = LANE_BASE + LANES;
+/** Session entries (a message's session must be among the last this many). */
+export const SESSION_ENTRIES = 8;
+/** Words per session entry. */
+export const SESSION_WORDS = 64;
+/** Size of the control block in bytes. */
+export const CONTROL_BYTES = (SESSION_BASE + SESSION_ENTRIES * SESSION_WORDS) * 4;
+
+/** Record header words (the header is {@linkcode HEADER} bytes). */
+export const R = {
+  /** 0 written, 1 claimed, 2 done. */
+  STATE: 0,
+  /** Total record bytes (header, payload, trace, padding), or -1 for a wrap marker. */
+  LEN: 1,
+  /** Bit 0: binary; bit 1: oversize (payload in the side channel). */
+  KIND: 2,
+  /** Payload bytes. */
+  PAYLOAD: 3,
+  /** Ordering lane, or -1. */
+  LANE: 4,
+  /** Trace bytes after the payload (`traceparent` + "\n" + `tracestate`). */
+  TRACE: 5,
+  /** Session generation. */
+  GEN: 6,
+  /** Sequence number (diagnostics). */
+  SEQ: 7,
+} as const;
+/** Record header size in bytes. */
+export const HEADER = 32;
+/** Record state: written by the main thread, not yet claimed. */
+export const ST_WRITTEN = 0;
+/** Record state: claimed by a reader. */
+export const ST_CLAIMED = 1;
+/** Record state: done, its bytes may be reused. */
+export const ST_DONE = 2;
+/** Kind bit: binary message. */
+export const K_BINARY = 1;
+/** Kind bit: payload lives in the side channel. */
+export const K_OVERSIZE = 2;
+/** Lock token of the main thread. */
+export const MAIN_TOKEN = 1;
+
+/** The shared buffers, as posted to every worker. */
+export interface SharedRing {
+  /** The control block. */
+  control: SharedArrayBuffer;
+  /** The ring of records. */
+  ring: SharedArrayBuffer;
+  /** The growable side channel for messages bigger than half the ring. */
+  side: SharedArrayBuffer;
+}
+
+/** Rounds up to a multiple of 8. */
+export function align8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+/** Hashes an ordering key to a lane. */
+export function laneOf(key: string | number): number {
+  if (typeof key === "number") {
+    const k = Number.isInteger(key) ? key : Math.floor(key * 2654435761);
+    return ((k % LANES) + LANES) % LANES;
+  }
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619);
+  return (h >>> 0) % LANES;
+}
+
+/**
+ * Tries to take the lock without waiting.
+ */
+export function tryLock(ctl: Int32Array, token: number): boolean {
+  return Atomics.compareExchange(ctl, C.LOCK, 0, token) === 0;
+}
+
+/**
+ * Takes the lock, waiting with `Atomics.waitAsync` (never blocking the event loop).
+ * Rejects with the signal's reason if it aborts first.
+ */
+export async function lockAsync(
+  ctl: Int32Array,
+  token: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  for (let i = 0; i < 1e9; i++) {
+    if (tryLock(ctl, token)) return;
+    signal?.throwIfAborted();
+    Atomics.add(ctl, C.LOCK_WAITERS, 1);
+    try {
+      const v = Atomics.load(ctl, C.LOCK);
+      if (v === 0) continue;
+      // a bounded wait, so a lock freed without a notify (dead owner) is noticed anyway
+      const w = Atomics.waitAsync(ctl, C.LOCK, v, 50);
+      if (w.async) await w.value;
+    } finally {
+      Atomics.sub(ctl, C.LOCK_WAITERS, 1);
+    }
+  }
+}
+
+/** Releases the lock held by `token` (no-op if someone else holds it). */
+export function unlock(ctl: Int32Array, token: number): void {
+  if (Atomics.compareExchange(ctl, C.LOCK, token, 0) !== token) return;
+  if (Atomics.load(ctl, C.LOCK_WAITERS) > 0) Atomics.notify(ctl, C.LOCK, 1);
+}
+
+/** What {@linkcode claim} found. */
+export const CLAIM_EMPTY = -1;
+
+/**
+ * Under the lock: claims the next published record and returns its offset, or
+ * {@linkcode CLAIM_EMPTY}, or `-2 - lane` when the next record's ordering lane is busy (then
+ * nothing is claimed). `inflightWord` (per-worker) is set before the claim becomes visible, so a
+ * reader that dies mid-claim leaves a trace the main thread can recover from.
+ */
+export function claim(
+  ctl: Int32Array,
+  ring: Int32Array,
+  respectLanes: boolean,
+  inflightWord: number,
+): number {
+  const claimed = Atomics.load(ctl, C.CLAIMED);
+  if (claimed === Atomics.load(ctl, C.PUB)) return CLAIM_EMPTY;
+  let pos = Atomics.load(ctl, C.RPOS);
+  let w = pos >> 2;
+  if (ring[w + R.LEN] === -1) {
+    Atomics.store(ring, w + R.STATE, ST_DONE);
+    pos = 0;
+    w = 0;
+    Atomics.store(ctl, C.RPOS, 0);
+  }
+  const lane = ring[w + R.LANE];
+  if (lane >= 0) {
+    if (respectLanes) {
+      if (Atomics.compareExchange(ctl, LANE_BASE + lane, 0, 1) !== 0) return -2 - lane;
+    } else {
+      Atomics.add(ctl, LANE_BASE + lane, 2); // a lease read: keep the lane's count balanced
+    }
+  }
+  if (inflightWord >= 0) Atomics.store(ctl, inflightWord, pos + 1);
+  Atomics.store(ring, w + R.STATE, ST_CLAIMED);
+  const next = pos + ring[w + R.LEN];
+  Atomics.store(ctl, C.RPOS, next >= ring.length * 4 ? 0 : next);
+  Atomics.store(ctl, C.CLAIMED, (claimed + 1) | 0);
+  return pos;
+}
+
+/**
+ * Marks a claimed record done: frees its lane and its bytes, and wakes whoever waits for either.
+ */
+export function release(ctl: Int32Array, ring: Int32Array, pos: number, leaseRead = false): void {
+  const w = pos >> 2;
+  const lane = ring[w + R.LANE];
+  if (lane >= 0) {
+    if (leaseRead) Atomics.sub(ctl, LANE_BASE + lane, 2);
+    else Atomics.sub(ctl, LANE_BASE + lane, 1);
+    if (Atomics.load(ctl, C.LANE_WAITERS) > 0) Atomics.notify(ctl, LANE_BASE + lane);
+  }
+  Atomics.store(ring, w + R.STATE, ST_DONE);
+  Atomics.add(ctl, C.FREED, 1);
+  if (Atomics.load(ctl, C.MAIN_WAITING) !== 0) Atomics.notify(ctl, C.FREED);
+}
+
+const decoder = new TextDecoder();
+
+/** Reads a session id from the session table, or "" if its entry was reused. */
+export function readSession(ctl: Int32Array, gen: number): string {
+  const base = SESSION_BASE + (gen % SESSION_ENTRIES) * SESSION_WORDS;
+  if (Atomics.load(ctl, base) !== gen) return "";
+  const len = ctl[base + 1];
+  const bytes = new Uint8Array(len);
+  bytes.set(new Uint8Array(ctl.buffer, (base + 2) * 4, len));
+  return decoder.decode(bytes);
+}
+
+/** Writes a session id into the session table (main thread, before any message of `gen`). */
+export function writeSession(ctl: Int32Array, gen: number, id: string): void {
+  const base = SESSION_BASE + (gen % SESSION_ENTRIES) * SESSION_WORDS;
+  const max = (SESSION_WORDS - 2) * 4;
+  const dst = new Uint8Array(ctl.buffer, (base + 2) * 4, max);
+  const { written } = new TextEncoder().encodeInto(id.slice(0, max), dst);
+  ctl[base + 1] = written;
+  Atomics.store(ctl, base, gen);
+}
+
+/** A decoded record. */
+export interface Decoded {
+  /** The message: binary data is a view into shared memory unless `copy` was asked for. */
+  message: WireMessage;
+  /** Session generation. */
+  gen: number;
+  /** Trace context, when the record carried one. */
+  trace?: TraceCarrier;
+}
+
+/**
+ * Decodes the record at `pos`. With `copy` false, binary data is a view valid until the record is
+ * released; text is always a fresh string.
+ */
+export function decode(
+  ringBytes: Uint8Array,
+  ring: Int32Array,
+  side: SharedArrayBuffer,
+  pos: number,
+  copy: boolean,
+): Decoded {
+  const w = pos >> 2;
+  const kind = ring[w + R.KIND];
+  const len = ring[w + R.PAYLOAD];
+  const traceLen = ring[w + R.TRACE];
+  const gen = ring[w + R.GEN];
+  let view: Uint8Array;
+  let traceAt: number;
+  if (kind & K_OVERSIZE) {
+    view = new Uint8Array(side, 0, len);
+    traceAt = pos + HEADER;
+  } else {
+    view = ringBytes.subarray(pos + HEADER, pos + HEADER + len);
+    traceAt = pos + HEADER + len;
+  }
+  let message: WireMessage;
+  if (kind & K_BINARY) {
+    message = { type: "binary", data: copy ? view.slice() : view };
+  } else {
+    message = { type: "text", data: decoder.decode(view) };
+  }
+  let trace: TraceCarrier | undefined;
+  if (traceLen > 0) {
+    const s = decoder.decode(ringBytes.subarray(traceAt, traceAt + traceLen));
+    const nl = s.indexOf("\n");
+    trace = nl < 0 ? { traceparent: s } : {
+      traceparent: s.slice(0, nl) || undefined,
+      tracestate: s.slice(nl + 1) || undefined,
+    };
+  }
+  return { message, gen, trace };
+}

@@ -1,0 +1,136 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import type { WireMessage } from "../../src/transport/types.ts";
+import { PoolDispatcher } from "../../src/pool/pool.ts";
+import { ECHO, pushAll, RecordingHost, SAN, waitFor } from "./helpers.ts";
+
+// A message: [seq u32][key u8][pattern...] as bytes, or "t:<seq>:<key>:<padding>" as text.
+function build(seq: number, key: number, len: number, asText: boolean): WireMessage {
+  if (asText) return { type: "text", data: `t:${seq}:${key}:${"é".repeat(len >> 1)}` };
+  const b = new Uint8Array(5 + len);
+  new DataView(b.buffer).setUint32(0, seq);
+  b[4] = key;
+  for (let k = 5; k < b.length; k++) b[k] = (seq * 31 + k) & 255;
+  return { type: "binary", data: b };
+}
+
+function parse(d: string | Uint8Array): { seq: number; key: number; ok: boolean } {
+  if (typeof d === "string") {
+    const [, seq, key, rest] = d.split("|")[0].split(":");
+    return { seq: +seq, key: +key, ok: /^é*$/.test(rest) };
+  }
+  const seq = new DataView(d.buffer, d.byteOffset).getUint32(0);
+  let ok = true;
+  for (let k = 5; k < d.length; k++) if (d[k] !== ((seq * 31 + k) & 255)) ok = false;
+  return { seq, key: d[4], ok };
+}
+
+const keyOf = (m: WireMessage): number =>
+  m.type === "binary" ? m.data[4] : Number(m.data.split(":")[2]);
+
+Deno.test({
+  name: "ring property: exactly once, bytes intact, per-key order, across wrap-around and oversize",
+  ...SAN,
+  fn: async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          ringBytes: fc.integer({ min: 512, max: 8192 }),
+          workers: fc.integer({ min: 1, max: 3 }),
+          ordered: fc.boolean(),
+          messages: fc.array(
+            fc.record({
+              key: fc.integer({ min: 0, max: 5 }),
+              // mostly small, some bigger than half the smallest ring (the side channel)
+              len: fc.oneof(
+                { weight: 8, arbitrary: fc.integer({ min: 0, max: 200 }) },
+                { weight: 1, arbitrary: fc.integer({ min: 300, max: 20_000 }) },
+              ),
+              text: fc.boolean(),
+            }),
+            { minLength: 1, maxLength: 400 },
+          ),
+        }),
+        async ({ ringBytes, workers, ordered, messages }) => {
+          const pool = new PoolDispatcher({
+            module: ECHO,
+            count: workers,
+            ringBytes,
+            orderingKey: ordered ? keyOf : undefined,
+          });
+          try {
+            await pool.init();
+            const host = new RecordingHost();
+            pool.attach(host);
+            await pushAll(pool, messages.map((m, i) => build(i, m.key, m.len, m.text)));
+            await waitFor(() => host.sent.length >= messages.length, "all replies");
+            const seen = new Map<number, number>();
+            const lastByKey = new Map<number, number>();
+            for (const d of host.sent) {
+              const { seq, key, ok } = parse(d);
+              assert.ok(ok, `bytes of ${seq} intact`);
+              assert.equal(key, messages[seq].key);
+              seen.set(seq, (seen.get(seq) ?? 0) + 1);
+              if (ordered) {
+                assert.ok((lastByKey.get(key) ?? -1) < seq, `key ${key}: ${seq} after a later one`);
+                lastByKey.set(key, seq);
+              }
+            }
+            assert.equal(seen.size, messages.length);
+            for (const n of seen.values()) assert.equal(n, 1);
+            assert.equal(host.errors.length, 0);
+            await waitFor(() => pool.usedBytes === 0, "every record released");
+          } finally {
+            await pool.close(1000);
+          }
+        },
+      ),
+      { numRuns: 25 },
+    );
+  },
+});
+
+Deno.test({
+  name: "ring: back-pressure keeps memory bounded while a slow pool takes 32 MiB",
+  ...SAN,
+  fn: async () => {
+    const ringBytes = 64 * 1024;
+    const pool = new PoolDispatcher({ module: ECHO, count: 2, ringBytes });
+    try {
+      await pool.init();
+      const host = new RecordingHost();
+      // count replies without keeping them
+      let replies = 0;
+      host.send = () => (replies++, Promise.resolve());
+      pool.attach(host);
+      const payload = new Uint8Array(4096);
+      const total = 8192; // 32 MiB through a 64 KiB ring
+      let maxUsed = 0, fulls = 0;
+      const rss0 = Deno.memoryUsage().rss;
+      let rssMax = rss0;
+      for (let i = 0; i < total; i++) {
+        const m = { type: "binary" as const, data: payload };
+        for (let k = 0; !pool.push(m); k++) {
+          if (k > 100_000) throw new Error("stuck");
+          fulls++;
+          await pool.writable();
+        }
+        maxUsed = Math.max(maxUsed, pool.usedBytes);
+        if (i % 512 === 0) rssMax = Math.max(rssMax, Deno.memoryUsage().rss);
+      }
+      await waitFor(() => replies === total, "all handled", 30_000);
+      assert.ok(fulls > 0, "the ring filled up (back-pressure happened)");
+      assert.ok(maxUsed <= ringBytes, `ring use ${maxUsed} ≤ ${ringBytes}`);
+      assert.equal(pool.sideBytes, 0);
+      const grew = rssMax - rss0;
+      console.log(
+        `  32 MiB through a 64 KiB ring: ${fulls} full pushes, max ring use ${maxUsed} B, RSS growth ${
+          (grew / 2 ** 20).toFixed(1)
+        } MiB`,
+      );
+      assert.ok(grew < 32 * 2 ** 20, `RSS grew ${grew} bytes: less than the data pushed`);
+    } finally {
+      await pool.close(1000);
+    }
+  },
+});
