@@ -118,7 +118,7 @@ export class RequestTracker {
         return true;
       }
     }
-    for (const pending of this.#predicates) {
+    for (const pending of [...this.#predicates]) { // settle() removes from the list
       let matched: boolean;
       try {
         matched = (pending.matcher as (m: WireMessage) => boolean)(message);
