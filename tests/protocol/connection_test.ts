@@ -1,0 +1,248 @@
+import assert from "node:assert/strict";
+import { ProtocolConnection, type ProtocolOptions } from "../../src/protocol/connection.ts";
+import { DEFAULT_DEFLATE_PARAMS } from "../../src/protocol/deflate.ts";
+import { InvalidStateError, ProtocolError } from "../../src/protocol/errors.ts";
+import { FrameParser, Opcode } from "../../src/protocol/frames.ts";
+import { concat, drain, enc, outgoingFrames, rawFrame, summarize } from "./helpers.ts";
+
+function pair(extra: Partial<ProtocolOptions> = {}) {
+  const client = new ProtocolConnection({ role: "client", ...extra });
+  const server = new ProtocolConnection({ role: "server", ...extra });
+  return { client, server };
+}
+/** Moves a's outgoing bytes into b. */
+function pipe(a: ProtocolConnection, b: ProtocolConnection): Uint8Array[] {
+  const out = a.takeOutgoing();
+  for (const bytes of out) b.receive(bytes);
+  return out;
+}
+
+Deno.test("client and server exchange text and binary; client masks, server does not", () => {
+  const { client, server } = pair();
+  client.sendText("héllo");
+  client.sendBinary(new Uint8Array([1, 2, 3]));
+  const wire = pipe(client, server);
+  assert.ok(wire.every((b) => (b[1] & 0x80) !== 0));
+  assert.deepEqual(drain(server).map(summarize), ["text:héllo", "binary:3"]);
+  server.sendText("back");
+  const back = pipe(server, client);
+  assert.ok(back.every((b) => (b[1] & 0x80) === 0));
+  assert.deepEqual(drain(client), [{ type: "text", data: "back" }]);
+  assert.equal(client.state, "open");
+  assert.deepEqual(client.takeOutgoing(), []);
+});
+
+Deno.test("sending does not alter the caller's buffer (masking works on a copy)", () => {
+  const { client } = pair();
+  const data = new Uint8Array(100).fill(42);
+  client.sendBinary(data);
+  assert.ok(data.every((b) => b === 42));
+});
+
+Deno.test("randomMask option supplies the masking keys", () => {
+  let calls = 0;
+  const client = new ProtocolConnection({
+    role: "client",
+    randomMask: () => (calls++, new Uint8Array([0, 0, 0, 0])),
+  });
+  client.sendText("abc");
+  const [frame] = client.takeOutgoing();
+  assert.equal(calls, 1);
+  assert.deepEqual([...frame.subarray(6)], [...enc.encode("abc")]); // zero key = plain payload
+});
+
+Deno.test("ping gets an automatic pong with the same payload; autoPong: false turns it off", () => {
+  const { client, server } = pair();
+  client.ping(enc.encode("p1"));
+  pipe(client, server);
+  assert.deepEqual(drain(server).map(summarize), ["ping:2"]);
+  const frames = outgoingFrames(server);
+  assert.deepEqual(frames.map((f) => [f.opcode, new TextDecoder().decode(f.payload)]), [[
+    10,
+    "p1",
+  ]]);
+  const quiet = new ProtocolConnection({ role: "server", autoPong: false });
+  quiet.receive(rawFrame(Opcode.Ping, "x"));
+  assert.deepEqual(quiet.takeOutgoing(), []);
+  assert.throws(() => client.ping(new Uint8Array(126)), RangeError);
+});
+
+Deno.test("close handshake started by the client", () => {
+  const { client, server } = pair();
+  client.close(1000, "bye");
+  assert.equal(client.state, "closing");
+  assert.deepEqual(client.closeSent, { code: 1000, reason: "bye" });
+  assert.throws(() => client.sendText("late"), InvalidStateError);
+  client.close(1001); // a second close does nothing
+  pipe(client, server);
+  assert.deepEqual(drain(server), [{ type: "close", code: 1000, reason: "bye" }]);
+  assert.equal(server.state, "closed");
+  assert.deepEqual(server.closeReceived, { code: 1000, reason: "bye" });
+  assert.equal(server.shouldCloseTransport, false); // its echo is not written yet
+  pipe(server, client);
+  assert.equal(server.shouldCloseTransport, true);
+  assert.deepEqual(drain(client), [{ type: "close", code: 1000, reason: "" }]);
+  assert.equal(client.state, "closed");
+  assert.equal(client.shouldCloseTransport, false); // the client waits for the server's FIN
+  assert.deepEqual(client.takeOutgoing(), []); // no echo of an echo
+  client.receiveEof();
+  assert.equal(client.shouldCloseTransport, true);
+});
+
+Deno.test("close without a code sends an empty payload; invalid codes and reasons are refused", () => {
+  const { client, server } = pair();
+  assert.throws(() => client.close(1006), RangeError);
+  assert.throws(() => client.close(1000, "x".repeat(124)), RangeError);
+  assert.equal(client.state, "open");
+  client.close(1005);
+  pipe(client, server);
+  assert.deepEqual(drain(server).map(summarize), ["close:1005"]);
+  const echo = outgoingFrames(server);
+  assert.equal(echo[0].opcode, Opcode.Close);
+  assert.equal(echo[0].payload.length, 0);
+});
+
+Deno.test("data sent by the peer after our close is still delivered until its close", () => {
+  const { client, server } = pair();
+  server.close(1001, "going away");
+  client.sendText("in flight");
+  pipe(client, server);
+  assert.deepEqual(drain(server).map(summarize), ["text:in flight"]);
+});
+
+Deno.test("fatal error: error event last, close frame queued, then nothing more", () => {
+  const server = new ProtocolConnection({ role: "server" });
+  server.receive(
+    concat(rawFrame(Opcode.Text, "ok"), rawFrame(3, "bad"), rawFrame(Opcode.Text, "x")),
+  );
+  const events = drain(server);
+  assert.deepEqual(events.map(summarize), ["text:ok", "error:1002"]);
+  const err = events[1].type === "error" ? events[1].error : undefined;
+  assert.ok(err instanceof ProtocolError);
+  assert.equal(server.error, err);
+  assert.equal(server.state, "closing");
+  assert.equal(server.shouldCloseTransport, false);
+  const frames = outgoingFrames(server);
+  assert.equal(frames.length, 1);
+  assert.equal(frames[0].opcode, Opcode.Close);
+  assert.equal((frames[0].payload[0] << 8) | frames[0].payload[1], 1002);
+  assert.equal(server.state, "closed");
+  assert.equal(server.shouldCloseTransport, true);
+  server.receive(rawFrame(Opcode.Text, "more"));
+  assert.deepEqual(drain(server), []);
+  assert.throws(() => server.sendText("x"), InvalidStateError);
+});
+
+Deno.test("EOF: closed, no close frame received (the transport reports 1006)", () => {
+  const server = new ProtocolConnection({ role: "server" });
+  server.receive(rawFrame(Opcode.Text, "part", { fin: false }));
+  server.receiveEof();
+  assert.equal(server.state, "closed");
+  assert.equal(server.closeReceived, undefined);
+  assert.equal(server.shouldCloseTransport, true);
+  assert.deepEqual(drain(server), []);
+  assert.throws(() => server.ping(), InvalidStateError);
+});
+
+Deno.test("UTF-8 fails fast: the error comes with the fragment, before the message ends", () => {
+  const server = new ProtocolConnection({ role: "server" });
+  server.receive(rawFrame(Opcode.Text, new Uint8Array([0x61, 0xf4]), { fin: false }));
+  assert.deepEqual(drain(server), []);
+  server.receive(rawFrame(Opcode.Continuation, new Uint8Array([0x90]), { fin: false }));
+  assert.deepEqual(drain(server).map(summarize), ["error:1007"]);
+});
+
+Deno.test("sendFrame: manual fragmentation with a ping in between, order enforced", () => {
+  const { client, server } = pair();
+  assert.throws(() => client.sendFrame(Opcode.Continuation, enc.encode("x"), true), TypeError);
+  client.sendFrame(Opcode.Text, enc.encode("frag"), false);
+  assert.throws(() => client.sendText("other"), TypeError);
+  assert.throws(() => client.sendFrame(Opcode.Binary, enc.encode("x"), true), TypeError);
+  assert.throws(() => client.sendFrame(Opcode.Ping, enc.encode("x"), false), TypeError);
+  assert.throws(() => client.sendFrame(Opcode.Close, new Uint8Array(0), true), TypeError);
+  assert.throws(() => client.sendFrame(5, new Uint8Array(0), true), TypeError);
+  client.ping();
+  client.sendFrame(Opcode.Continuation, enc.encode("men"), false);
+  client.sendFrame(Opcode.Continuation, enc.encode("ted"), true);
+  client.sendText("next");
+  pipe(client, server);
+  assert.deepEqual(drain(server).map(summarize), ["ping:0", "text:fragmented", "text:next"]);
+});
+
+Deno.test("maxMessageSize applies to whole, fragmented and inflated messages", () => {
+  const server = new ProtocolConnection({ role: "server", maxMessageSize: 10 });
+  server.receive(rawFrame(Opcode.Binary, new Uint8Array(10)));
+  assert.deepEqual(drain(server).map(summarize), ["binary:10"]);
+  server.receive(rawFrame(Opcode.Binary, new Uint8Array(11)));
+  assert.deepEqual(drain(server).map(summarize), ["error:1009"]);
+});
+
+Deno.test("permessage-deflate end to end: threshold, RSV1, context takeover", () => {
+  const { client, server } = pair({
+    deflate: DEFAULT_DEFLATE_PARAMS,
+    deflateOptions: { threshold: 16 },
+  });
+  const long = "compress me please, compress me please, compress me please";
+  client.sendText("tiny");
+  client.sendText(long);
+  client.sendText(long);
+  const wire = client.takeOutgoing();
+  assert.equal(wire[0][0] & 0x40, 0); // under the threshold: plain
+  assert.equal(wire[1][0] & 0x40, 0x40);
+  assert.ok(wire[2].length < wire[1].length, "context takeover makes the repeat smaller");
+  for (const b of wire) server.receive(b);
+  assert.deepEqual(drain(server).map((e) => e.type === "text" && e.data), ["tiny", long, long]);
+  server.sendBinary(new Uint8Array(5000).fill(65));
+  pipe(server, client);
+  const [ev] = drain(client);
+  assert.ok(ev.type === "binary" && ev.data.length === 5000 && ev.data.every((b) => b === 65));
+});
+
+Deno.test("permessage-deflate with no context takeover both ways resets per message", () => {
+  const params = {
+    ...DEFAULT_DEFLATE_PARAMS,
+    clientNoContextTakeover: true,
+    serverNoContextTakeover: true,
+  };
+  const { client, server } = pair({ deflate: params, deflateOptions: { threshold: 0 } });
+  const msg = "no takeover no takeover no takeover";
+  client.sendText(msg);
+  client.sendText(msg);
+  const wire = client.takeOutgoing();
+  assert.equal(wire[0].length, wire[1].length);
+  for (const b of wire) server.receive(b);
+  assert.deepEqual(drain(server).map(summarize), [`text:${msg}`, `text:${msg}`]);
+});
+
+Deno.test("an 8-bit window for our compressor means we send uncompressed", () => {
+  const params = { ...DEFAULT_DEFLATE_PARAMS, serverMaxWindowBits: 8 };
+  const server = new ProtocolConnection({
+    role: "server",
+    deflate: params,
+    deflateOptions: { threshold: 0 },
+  });
+  server.sendText("x".repeat(2000));
+  const [frame] = server.takeOutgoing();
+  assert.equal(frame[0] & 0x40, 0);
+});
+
+Deno.test("large binary message split in 1 KiB reads", () => {
+  const { client, server } = pair();
+  const data = new Uint8Array(1 << 20).map((_, i) => i & 0xff);
+  client.sendBinary(data);
+  const [wire] = client.takeOutgoing();
+  for (let i = 0; i < wire.length; i += 1024) server.receive(wire.slice(i, i + 1024));
+  const [ev] = drain(server);
+  assert.ok(ev.type === "binary");
+  assert.deepEqual(ev.data, data);
+});
+
+Deno.test("a frame parser of the peer's role accepts everything we send", () => {
+  const client = new ProtocolConnection({ role: "client" });
+  client.sendText("a");
+  client.ping();
+  client.close();
+  const p = new FrameParser({ expectMasked: true });
+  for (const b of client.takeOutgoing()) p.push(b);
+  assert.deepEqual([p.next()?.opcode, p.next()?.opcode, p.next()?.opcode], [1, 9, 8]);
+});
