@@ -43,6 +43,7 @@ export type {
   DispatcherFactory,
   EngineClient,
   EngineOptions,
+  HeartbeatOptions,
   ReconnectOptions,
 } from "./src/engine/options.ts";
 export { ENGINE_DEFAULTS } from "./src/engine/options.ts";
@@ -88,3 +89,20 @@ export type {
   ProtocolEvent,
   ProtocolOptions,
 } from "./src/protocol/mod.ts";
+export { connect, type ConnectOptions } from "./src/transport/tcp_client.ts";
+export {
+  type ConnectionState,
+  type ConnectionStats,
+  WebSocketConnection,
+  type WebSocketConnectionOptions,
+} from "./src/transport/tcp_connection.ts";
+export {
+  handleNodeUpgrade,
+  serve,
+  type ServeOptions,
+  type UpgradeOptions,
+  type UpgradeRequest,
+  type WebSocketServer,
+} from "./src/transport/tcp_server.ts";
+export { wseAdapter, type WseAdapterOptions } from "./src/transport/tcp_adapter.ts";
+export type { StreamAddr } from "./src/transport/tcp_stream.ts";

@@ -17,11 +17,19 @@ import {
   type CloseInfo,
   ConnectionClosedError,
   type HandshakeInfo,
+  NotSupportedError,
   type OutgoingData,
   type WireMessage,
 } from "../transport/types.ts";
 import type { DialOptionsWithErrors } from "../transport/whatwg_adapter.ts";
-import { AbortError, type Deferred, deferred, TimeoutError, withTimeout } from "../util/async.ts";
+import {
+  AbortError,
+  type Deferred,
+  deferred,
+  sleep,
+  TimeoutError,
+  withTimeout,
+} from "../util/async.ts";
 import { fullJitterDelay } from "./backoff.ts";
 import type { CloseContext, OpenContext, SessionContext } from "./context.ts";
 import type { Dispatcher, DispatchHost, PauseLease } from "./dispatcher.ts";
@@ -57,6 +65,8 @@ class Session {
   handshake: HandshakeInfo = { protocol: "", extensions: "" };
   closeRequest?: CloseRequest;
   sendsClosed = false;
+  /** Aborted when the session starts closing (ends the heartbeat). */
+  readonly life = new AbortController();
   #interrupt?: Deferred<void>;
 
   /** A fresh promise the pump races against its waits; resolved by requestClose. */
@@ -215,6 +225,19 @@ export class WebSocketEngine {
   }
 
   /**
+   * Pings the server and resolves with the round-trip time in ms. Rejects with
+   * `NotSupportedError` on adapters that cannot ping (WHATWG), `TimeoutError` after `timeoutMs`,
+   * `ConnectionClosedError` when no connection is open.
+   */
+  ping(timeoutMs = 5000): Promise<number> {
+    const s = this.#run?.session;
+    if (!s || s.state !== "open" || !s.conn) {
+      return Promise.reject(new ConnectionClosedError("no open connection"));
+    }
+    return s.conn.ping(timeoutMs);
+  }
+
+  /**
    * Sends `data` and resolves with the first incoming message `options.match` recognises. That
    * message is consumed: it is not given to `onMessage`. Rejects with `TimeoutError` after
    * `options.timeoutMs` (default 30 s), with `ConnectionClosedError` when the connection closes
@@ -304,6 +327,25 @@ export class WebSocketEngine {
     };
     run.dispatcher.attach(host);
     if (this.#run === run) this.#state = "open";
+    if (this.#opts.heartbeat) void this.#heartbeat(s, this.#opts.heartbeat);
+  }
+
+  /** Pings every interval; a late pong drops the connection (the pump then sees 1006). */
+  async #heartbeat(s: Session, hb: { intervalMs: number; timeoutMs: number }): Promise<void> {
+    const conn = s.conn!;
+    const signal = s.life.signal;
+    // Bounded by the session: the sleep ends when it starts closing.
+    while (!signal.aborted) {
+      try {
+        await sleep(hb.intervalMs, signal);
+        await conn.ping(hb.timeoutMs);
+      } catch (error) {
+        if (signal.aborted || conn.isClosed) return;
+        this.#readError(s, error);
+        if (!(error instanceof NotSupportedError)) conn.terminate();
+        return;
+      }
+    }
   }
 
   /**
@@ -335,6 +377,7 @@ export class WebSocketEngine {
   /** Ends a session once: `onClose`, then (when we close) the close handshake. */
   async #shutdown(run: Run, s: Session, peer: CloseInfo | undefined): Promise<void> {
     s.state = "closing";
+    s.life.abort();
     run.dispatcher.detach();
     this.#requests.failAll(
       new ConnectionClosedError("the connection closed before a response arrived", peer),
@@ -445,6 +488,7 @@ export class WebSocketEngine {
       if (!ac.signal.aborted) ac.abort(error);
       s.state = "ended";
       s.sendsClosed = true;
+      s.life.abort();
       const conn = s.conn;
       if (conn) {
         await conn.close(1001, "websocket client failed to start", this.#left(run)).catch(() =>

@@ -91,6 +91,14 @@ export interface ReconnectOptions {
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
 }
 
+/** Client heartbeat: a ping every `intervalMs`; no pong within `timeoutMs` drops the connection. */
+export interface HeartbeatOptions {
+  /** Time between pings, in ms. */
+  intervalMs: number;
+  /** Pong deadline, in ms. Default `intervalMs`. */
+  timeoutMs?: number;
+}
+
 /** Builds the dispatcher that runs `onMessage` (one per `start()`…stop cycle). */
 export type DispatcherFactory = (client: EngineClient) => Dispatcher;
 
@@ -124,6 +132,13 @@ export interface EngineOptions {
   openTimeoutMs?: number;
   /** Budget for `stop()` as a whole, in ms. Default 5 000. */
   stopTimeoutMs?: number;
+  /**
+   * Ping the server and drop a connection whose pong is late (`onReadError` gets the
+   * `TimeoutError`, `onClose` gets 1006, the engine reconnects). Needs an adapter that can ping
+   * (ws, wse); with one that cannot, `onReadError` gets a `NotSupportedError` once per session.
+   * Default off.
+   */
+  heartbeat?: HeartbeatOptions;
   /** Largest message accepted (where the adapter can enforce it). */
   maxPayload?: number;
   /** Stop reading the socket past this many unread bytes (where the adapter can). Default 1 MiB. */
@@ -151,6 +166,7 @@ export interface ResolvedOptions {
   readonly reconnect: Required<ReconnectOptions>;
   readonly openTimeoutMs: number;
   readonly stopTimeoutMs: number;
+  readonly heartbeat?: Readonly<Required<HeartbeatOptions>>;
   readonly maxPayload?: number;
   readonly readHighWaterMark?: number;
   readonly readLowWaterMark?: number;
@@ -320,6 +336,17 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
     options.stopTimeoutMs,
     ENGINE_DEFAULTS.stopTimeoutMs,
   );
+  let heartbeat: Required<HeartbeatOptions> | undefined;
+  if (options.heartbeat !== undefined) {
+    const hb = options.heartbeat;
+    if (typeof hb !== "object" || hb === null) fail("heartbeat", "must be an object", hb);
+    if (hb.intervalMs === undefined) fail("heartbeat.intervalMs", "is required", undefined);
+    const intervalMs = positive("heartbeat.intervalMs", hb.intervalMs, NaN);
+    heartbeat = {
+      intervalMs,
+      timeoutMs: positive("heartbeat.timeoutMs", hb.timeoutMs, intervalMs),
+    };
+  }
   const maxPayload = optionalPositiveInt("maxPayload", options.maxPayload);
   const readHighWaterMark = optionalPositiveInt("readHighWaterMark", options.readHighWaterMark);
   const readLowWaterMark = options.readLowWaterMark === 0
@@ -360,6 +387,7 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
     },
     openTimeoutMs,
     stopTimeoutMs,
+    heartbeat,
     maxPayload,
     readHighWaterMark,
     readLowWaterMark,

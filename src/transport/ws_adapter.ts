@@ -7,6 +7,7 @@
  */
 
 import WebSocket from "ws";
+import { Buffer } from "node:buffer";
 import type { ClientRequest, IncomingMessage } from "node:http";
 import { IncomingQueue } from "./incoming_queue.ts";
 import {

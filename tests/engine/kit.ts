@@ -28,6 +28,10 @@ export interface EchoServer {
   broadcast(data: string | Uint8Array): void;
   /** Closes every open client with a close frame. */
   closeAll(code?: number, reason?: string): void;
+  /** Stops forwarding bytes (both ways) without closing anything: a hung peer. */
+  freeze(): void;
+  /** Forwards again what was held. */
+  thaw(): void;
   /** Stops listening and drops every connection without a close frame. */
   kill(): Promise<void>;
   /** Listens again on the same port. */
@@ -36,12 +40,17 @@ export interface EchoServer {
   close(): Promise<void>;
 }
 
-async function copy(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+async function copy(
+  from: Deno.Conn,
+  to: Deno.Conn,
+  gate: () => Promise<void> | undefined,
+): Promise<void> {
   const buf = new Uint8Array(64 * 1024);
   try {
     for (;;) {
       const n = await from.read(buf);
       if (n === null) break;
+      await gate(); // frozen: hold the bytes, like a peer that hangs
       let off = 0;
       while (off < n) off += await to.write(buf.subarray(off, n));
     }
@@ -93,6 +102,8 @@ export function startEchoServer(): EchoServer {
   const port = listener.addr.port;
   const pairs = new Set<{ a: Deno.Conn; b?: Deno.Conn; done: Promise<void> }>();
   let acceptLoop: Promise<void> = Promise.resolve();
+  let frozen: { promise: Promise<void>; resolve(): void } | undefined;
+  const gate = () => frozen?.promise;
 
   const serve = (l: Deno.TcpListener) => {
     acceptLoop = (async () => {
@@ -114,7 +125,7 @@ export function startEchoServer(): EchoServer {
             closeQuietly(a);
             return;
           }
-          await Promise.all([copy(a, pair.b), copy(pair.b, a)]);
+          await Promise.all([copy(a, pair.b, gate), copy(pair.b, a, gate)]);
           closeQuietly(a);
           closeQuietly(pair.b);
         })();
@@ -125,7 +136,12 @@ export function startEchoServer(): EchoServer {
   };
   serve(listener);
 
+  const thaw = () => {
+    frozen?.resolve();
+    frozen = undefined;
+  };
   const kill = async () => {
+    thaw();
     if (listener) {
       closeQuietly(listener);
       listener = undefined;
@@ -154,6 +170,13 @@ export function startEchoServer(): EchoServer {
     closeAll(code = 1000, reason = "") {
       for (const s of sockets) s.close(code, reason);
     },
+    freeze() {
+      if (frozen) return;
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      frozen = { promise, resolve };
+    },
+    thaw,
     kill,
     async restart() {
       if (listener) return;

@@ -57,4 +57,8 @@ Deno.test("bad options are rejected with the field and the rule", () => {
   rejects({ overflow: "ignore" }, "overflow", /drop-oldest/);
   rejects({ dispatchQueueLength: 0 }, "dispatchQueueLength", /integer > 0/);
   rejects({ dispatcher: {} }, "dispatcher", /function/);
+  rejects({ heartbeat: 5 }, "heartbeat", /object/);
+  rejects({ heartbeat: {} }, "heartbeat.intervalMs", /required/);
+  rejects({ heartbeat: { intervalMs: 0 } }, "heartbeat.intervalMs", /> 0/);
+  rejects({ heartbeat: { intervalMs: 10, timeoutMs: -5 } }, "heartbeat.timeoutMs", /> 0/);
 });

@@ -684,6 +684,39 @@ export function engineSuite(target: SuiteTarget): void {
     await engine.stop();
   });
 
+  test("heartbeat: a hung peer is dropped (1006) and the engine reconnects", async (server) => {
+    const errors: unknown[] = [];
+    const closes: (number | undefined)[] = [];
+    let opens = 0;
+    const engine = engineFor(server, {
+      onOpen: () => void opens++,
+      onReadError: (e) => void errors.push(e),
+      onClose: (peer) => void closes.push(peer?.code),
+    }, { heartbeat: { intervalMs: 20, timeoutMs: 50 } });
+    await engine.start();
+    if (!caps.ping) {
+      await until(() => errors.length === 1, "NotSupportedError reported");
+      assert.ok(errors[0] instanceof NotSupportedError);
+      await assert.rejects(engine.ping(), NotSupportedError);
+      await new Promise((r) => setTimeout(r, 60));
+      assert.equal(errors.length, 1); // once per session, and the session goes on
+      assert.equal(engine.state, "open");
+      await engine.stop();
+      return;
+    }
+    const rtt = await engine.ping(1000);
+    assert.ok(rtt >= 0);
+    await new Promise((r) => setTimeout(r, 80)); // a few heartbeats pass
+    assert.deepEqual(errors, []);
+    server.freeze();
+    await until(() => closes.length === 1, "dropped");
+    assert.ok((errors as unknown[])[0] instanceof TimeoutError);
+    assert.equal(closes[0], 1006);
+    server.thaw();
+    await until(() => opens === 2, "reconnected");
+    await engine.stop();
+  });
+
   test("onCloseError: the close could not complete", async (server) => {
     const errors: CloseError[] = [];
     const engine = engineFor(server, {
