@@ -22,7 +22,17 @@ import {
   type WireMessage,
 } from "./types.ts";
 
-/** Options of {@linkcode wseAdapter}: defaults applied to every dial (DialOptions win). */
+/**
+ * Options of {@linkcode wseAdapter}: defaults applied to every dial (DialOptions win).
+ *
+ * @example
+ * ```ts
+ * import { wseAdapter, type WseAdapterOptions } from "../../mod.ts";
+ * const defaults: WseAdapterOptions = { compression: false, pingIntervalMs: 15_000 };
+ * const adapter = wseAdapter(defaults);
+ * console.log(adapter.name); // "wse"
+ * ```
+ */
 export type WseAdapterOptions = Omit<
   ConnectOptions,
   "protocols" | "headers" | "handshakeTimeoutMs" | "signal"

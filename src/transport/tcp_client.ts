@@ -29,7 +29,21 @@ import { readHead } from "./tcp_http.ts";
 import { type ByteStream, denoConnStream } from "./tcp_stream.ts";
 import { DialError } from "./types.ts";
 
-/** Options of {@linkcode connect}. */
+/**
+ * Options of {@linkcode connect}.
+ *
+ * @example
+ * ```ts
+ * import type { ConnectOptions } from "../../mod.ts";
+ * const options: ConnectOptions = {
+ *   protocols: ["chat.v1"],
+ *   compression: false,
+ *   maxPayload: 1 << 20,
+ *   handshakeTimeoutMs: 5000,
+ * };
+ * console.log(options.protocols); // [ "chat.v1" ]
+ * ```
+ */
 export interface ConnectOptions extends WebSocketConnectionOptions {
   /** Subprotocols offered, in preference order. */
   protocols?: readonly string[];

@@ -40,7 +40,22 @@ import {
   type WireMessage,
 } from "./types.ts";
 
-/** Tuning of a {@linkcode WebSocketConnection}; every field has a default. */
+/**
+ * Tuning of a {@linkcode WebSocketConnection}; every field has a default.
+ *
+ * @example
+ * ```ts
+ * import type { WebSocketConnectionOptions } from "../../mod.ts";
+ * const tuning: WebSocketConnectionOptions = {
+ *   closeRetryMs: 1000,
+ *   closeGiveUpMs: 5000,
+ *   pingIntervalMs: 15_000,
+ *   pongTimeoutMs: 5000,
+ *   writeHighWaterMark: 4 << 20,
+ * };
+ * console.log(tuning.pingIntervalMs); // 15000
+ * ```
+ */
 export interface WebSocketConnectionOptions {
   /** Resend our close frame if the peer has not answered after this many ms. Default 2000. */
   closeRetryMs?: number;
@@ -68,7 +83,18 @@ export interface WebSocketConnectionOptions {
   onPong?: (data: Uint8Array) => void;
 }
 
-/** Bytes and messages that went through a connection. */
+/**
+ * Bytes and messages that went through a connection.
+ *
+ * @example
+ * ```ts
+ * import type { ConnectionStats, WebSocketConnection } from "../../mod.ts";
+ * function report(ws: WebSocketConnection): void {
+ *   const s: ConnectionStats = ws.stats;
+ *   console.log(`${s.messagesIn} in (${s.bytesIn} B), ${s.messagesOut} out (${s.bytesOut} B)`);
+ * }
+ * ```
+ */
 export interface ConnectionStats {
   /** Bytes read from the socket. */
   readonly bytesIn: number;
@@ -80,7 +106,16 @@ export interface ConnectionStats {
   readonly messagesOut: number;
 }
 
-/** Where a connection stands. */
+/**
+ * Where a connection stands.
+ *
+ * @example
+ * ```ts
+ * import type { ConnectionState } from "../../mod.ts";
+ * const state: ConnectionState = "closing";
+ * console.log(state);
+ * ```
+ */
 export type ConnectionState = "open" | "closing" | "closed";
 
 interface PingWaiter {

@@ -20,7 +20,6 @@ import type { DeflateOptions } from "../protocol/deflate.ts";
 import { HandshakeError } from "../protocol/errors.ts";
 import {
   buildHttpResponse,
-  type HandshakeRequest,
   MAX_HEAD_SIZE,
   negotiateServer,
   rejectionResponse,
@@ -35,7 +34,17 @@ import {
   type StreamAddr,
 } from "./tcp_stream.ts";
 
-/** The upgrade request as the server saw it. */
+/**
+ * The upgrade request as the server saw it.
+ *
+ * @example
+ * ```ts
+ * import type { UpgradeRequest } from "../../mod.ts";
+ * function room(request: UpgradeRequest): string | null {
+ *   return new URL(request.url, "http://x").searchParams.get("room");
+ * }
+ * ```
+ */
 export interface UpgradeRequest {
   /** HTTP method (always GET once accepted). */
   readonly method: string;
@@ -47,12 +56,27 @@ export interface UpgradeRequest {
   readonly remoteAddr?: StreamAddr;
 }
 
-/** How an upgrade is answered; shared by {@linkcode serve} and {@linkcode handleNodeUpgrade}. */
+/**
+ * How an upgrade is answered; shared by {@linkcode serve} and {@linkcode handleNodeUpgrade}.
+ *
+ * @example
+ * ```ts
+ * import type { UpgradeOptions } from "../../mod.ts";
+ * const options: UpgradeOptions = {
+ *   protocols: ["chat.v2", "chat.v1"],
+ *   checkOrigin: (origin) => origin === "https://example.com",
+ *   compression: true,
+ *   maxPayload: 1 << 20,
+ *   handshakeTimeoutMs: 5000,
+ * };
+ * console.log(options.protocols?.length); // 2
+ * ```
+ */
 export interface UpgradeOptions extends WebSocketConnectionOptions {
   /** Subprotocols this server speaks; the first one the client offers is selected. */
   protocols?: readonly string[];
   /** Picks the subprotocol from the client's offer instead (return undefined for none). */
-  selectProtocol?: (offered: string[], request: HandshakeRequest) => string | undefined | null;
+  selectProtocol?: (offered: string[], request: UpgradeRequest) => string | undefined | null;
   /** Return false to refuse the upgrade with 403. Default: every origin is accepted. */
   checkOrigin?: (origin: string | null, request: UpgradeRequest) => boolean | Promise<boolean>;
   /** Accept permessage-deflate when offered: `true`, tuning options, or `false` (default). */
@@ -67,7 +91,22 @@ export interface UpgradeOptions extends WebSocketConnectionOptions {
   responseHeaders?: Readonly<Record<string, string>>;
 }
 
-/** Options of {@linkcode serve}. */
+/**
+ * Options of {@linkcode serve}.
+ *
+ * @example
+ * ```ts
+ * import type { ServeOptions } from "../../mod.ts";
+ * const options: ServeOptions = {
+ *   port: 8080,
+ *   hostname: "127.0.0.1",
+ *   onConnection: async (ws) => {
+ *     for await (const message of ws) await ws.send(message.data);
+ *   },
+ * };
+ * console.log(options.port); // 8080
+ * ```
+ */
 export interface ServeOptions extends UpgradeOptions {
   /** TCP port; 0 (default) picks a free one (see `server.port`). */
   port?: number;
@@ -79,7 +118,17 @@ export interface ServeOptions extends UpgradeOptions {
   onError?: (error: unknown) => void;
 }
 
-/** A running server made by {@linkcode serve}. */
+/**
+ * A running server made by {@linkcode serve}.
+ *
+ * @example
+ * ```ts
+ * import { serve, type WebSocketServer } from "../../mod.ts";
+ * const server: WebSocketServer = serve({ port: 0, onConnection: () => {} });
+ * console.log(server.port, server.connections.size);
+ * await server.close();
+ * ```
+ */
 export interface WebSocketServer {
   /** The bound port. */
   readonly port: number;
@@ -171,7 +220,9 @@ async function upgrade(
         { method: head.method, headers: head.headers, version: head.version },
         {
           protocols: options.protocols,
-          selectProtocol: options.selectProtocol,
+          selectProtocol: options.selectProtocol
+            ? (offered) => options.selectProtocol!(offered, request)
+            : undefined,
           deflate,
           headers: options.responseHeaders,
         },

@@ -12,7 +12,16 @@
 
 import type { Socket } from "node:net";
 
-/** A network address as the streams report it. */
+/**
+ * A network address as the streams report it.
+ *
+ * @example
+ * ```ts
+ * import type { StreamAddr } from "../../mod.ts";
+ * const addr: StreamAddr = { hostname: "127.0.0.1", port: 8080 };
+ * console.log(`${addr.hostname}:${addr.port}`);
+ * ```
+ */
 export interface StreamAddr {
   /** IP address or host name. */
   readonly hostname: string;
