@@ -119,10 +119,16 @@ export interface RestartErrorContext {
  * ```ts
  * import { messageContext } from "./context.ts";
  * import type { DispatchHost, PauseLease } from "./dispatcher.ts";
- * declare const host: DispatchHost;
- * declare const pause: (signal?: AbortSignal) => Promise<PauseLease>;
+ * const host: DispatchHost = {
+ *   sessionId: "s1",
+ *   send: () => Promise.resolve(),
+ *   restart() {},
+ *   exit() {},
+ *   reportError: (e) => console.error(e),
+ * };
+ * const pause = (): Promise<PauseLease> => Promise.reject(new Error("not in this example"));
  * const ctx = messageContext(host, "main", pause);
- * console.log(ctx.sessionId);
+ * console.log(ctx.sessionId); // "s1"
  * ```
  */
 export function messageContext(

@@ -7,7 +7,7 @@
  */
 
 import { ConnectionClosedError, type OutgoingData, type WireMessage } from "../transport/types.ts";
-import { AbortError, deferred, TimeoutError, withTimeout } from "../util/async.ts";
+import { AbortError, type Deferred, deferred, TimeoutError, withTimeout } from "../util/async.ts";
 import { type MessageContext, messageContext } from "./context.ts";
 import type { Dispatcher, DispatchHost, PauseLease } from "./dispatcher.ts";
 import { EngineStateError } from "./errors.ts";
@@ -56,7 +56,7 @@ export class InlineDispatcher implements Dispatcher {
   #locked = false;
   #lockWaiters: { grant(): void; fail(e: unknown): void }[] = [];
   #readers = new Set<() => void>();
-  #changed = deferred<void>();
+  #changed?: Deferred<void>; // created only when someone waits: no promise per message
   #closed = false;
   #loop?: Promise<void>;
   #inFlight?: Promise<unknown>;
@@ -105,7 +105,7 @@ export class InlineDispatcher implements Dispatcher {
 
   /** Resolves when the queue has room (or the dispatcher closed). */
   async writable(): Promise<void> {
-    while (!this.#closed && this.queued >= this.#max) await this.#changed.promise;
+    while (!this.#closed && this.queued >= this.#max) await this.#changes();
   }
 
   /** Takes the read lock for the current session. */
@@ -136,10 +136,16 @@ export class InlineDispatcher implements Dispatcher {
   // ---- internals ----
 
   #notify(): void {
-    for (const reader of [...this.#readers]) reader();
+    if (this.#readers.size > 0) { for (const reader of [...this.#readers]) reader(); }
     const d = this.#changed;
-    this.#changed = deferred<void>();
-    d.resolve();
+    if (d) {
+      this.#changed = undefined;
+      d.resolve();
+    }
+  }
+
+  #changes(): Promise<void> {
+    return (this.#changed ??= deferred<void>()).promise;
   }
 
   #take(): Entry | undefined {
@@ -199,7 +205,7 @@ export class InlineDispatcher implements Dispatcher {
   async #run(): Promise<void> {
     while (!this.#closed) {
       if (this.queued === 0) {
-        await this.#changed.promise;
+        await this.#changes();
         continue;
       }
       const waiting = this.#acquire();
