@@ -1,5 +1,6 @@
 /**
- * `connect()`: our RFC 6455 client on `Deno.connect` / `Deno.connectTls` — no WebSocket library.
+ * `connect()`: our RFC 6455 client on `Deno.connect` (+ `Deno.startTls` for `wss://`, with
+ * `TCP_NODELAY` set on the TCP socket under TLS) — no WebSocket library.
  *
  * `ws://` and `wss://` (and `http://`/`https://`, treated alike), default ports 80/443, path and
  * query sent as the request target. The whole dial (TCP connect, TLS, HTTP upgrade) has one
@@ -141,9 +142,17 @@ export async function connect(
       : new DialError("dial aborted", { cause: signal?.reason });
 
   try {
-    const dial = tls
-      ? Deno.connectTls({ hostname, port, caCerts: options.caCerts })
-      : Deno.connect({ hostname, port });
+    // TLS goes over a TCP connection we open ourselves: Deno's TlsConn has no setNoDelay, but
+    // the TCP socket under it can have Nagle turned off before the TLS layer takes it.
+    const dial: Promise<Deno.Conn> = Deno.connect({ hostname, port }).then(
+      (tcp): Deno.Conn | Promise<Deno.Conn> => {
+        try {
+          tcp.setNoDelay(true);
+        } catch { /* best effort */ }
+        if (!tls) return tcp;
+        return Deno.startTls(tcp, { hostname, caCerts: options.caCerts });
+      },
+    );
     let conn: Deno.Conn | undefined;
     try {
       conn = await Promise.race([dial, stopped.then(() => undefined)]);

@@ -112,6 +112,8 @@ export interface ServeOptions extends UpgradeOptions {
   port?: number;
   /** Address to bind. Default "127.0.0.1" (pass "0.0.0.0" to listen on every interface). */
   hostname?: string;
+  /** PEM certificate chain and private key: serve `wss://` (TLS) instead of `ws://`. */
+  tls?: { cert: string; key: string };
   /** Called for each accepted connection. A throw/rejection closes it with 1011. */
   onConnection: (ws: WebSocketConnection, request: UpgradeRequest) => void | Promise<void>;
   /** Failed handshakes and handler errors, for logging. */
@@ -293,7 +295,10 @@ async function upgrade(
  */
 export function serve(options: ServeOptions): WebSocketServer {
   const hostname = options.hostname ?? "127.0.0.1";
-  const listener = Deno.listen({ hostname, port: options.port ?? 0, transport: "tcp" });
+  const port = options.port ?? 0;
+  const listener: Deno.Listener = options.tls
+    ? Deno.listenTls({ hostname, port, cert: options.tls.cert, key: options.tls.key })
+    : Deno.listen({ hostname, port, transport: "tcp" });
   const connections = new Set<WebSocketConnection>();
   const handshaking = new Set<ByteStream>();
   const tasks = new Set<Promise<void>>();

@@ -177,3 +177,108 @@ Deno.test({
     await s.close();
   },
 });
+
+/** A throwaway CA and a leaf certificate for localhost/127.0.0.1 it signed (rustls wants both). */
+async function testCertificates(): Promise<{ ca: string; cert: string; key: string } | string> {
+  const dir = await Deno.makeTempDir({ prefix: "wse-tls-" });
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  const steps = [
+    [
+      "req",
+      "-x509",
+      ...ec,
+      "-days",
+      "1",
+      "-subj",
+      "/CN=wse test CA",
+      "-keyout",
+      "ca.key",
+      "-out",
+      "ca.pem",
+    ],
+    ["req", ...ec, "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "leaf.csr"],
+    [
+      "x509",
+      "-req",
+      "-in",
+      "leaf.csr",
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-days",
+      "1",
+      "-out",
+      "cert.pem",
+      "-extfile",
+      "ext.cnf",
+    ],
+  ];
+  try {
+    await Deno.writeTextFile(
+      `${dir}/ext.cnf`,
+      "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    );
+    for (const args of steps) {
+      const out = await new Deno.Command("openssl", {
+        args,
+        cwd: dir,
+        stdout: "null",
+        stderr: "piped",
+      })
+        .output();
+      if (!out.success) return new TextDecoder().decode(out.stderr);
+    }
+    return {
+      ca: await Deno.readTextFile(`${dir}/ca.pem`),
+      cert: await Deno.readTextFile(`${dir}/cert.pem`),
+      key: await Deno.readTextFile(`${dir}/key.pem`),
+    };
+  } catch (e) {
+    return String(e);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const tls = await testCertificates();
+if (typeof tls === "string") console.log(`SKIPPED: openssl not installed (${tls})`);
+
+Deno.test({
+  name: "tcp: wss:// — our client and our TLS server, and our client against Deno.serve over TLS",
+  ignore: typeof tls === "string",
+  ...SANITIZE,
+  async fn() {
+    const { ca, cert, key } = tls as { ca: string; cert: string; key: string };
+    const s = serve({
+      port: 0,
+      tls: { cert, key },
+      onConnection: async (ws) => {
+        for await (const m of ws) await ws.send(m.data);
+      },
+    });
+    const ws = await connect(`wss://localhost:${s.port}/`, { caCerts: [ca] });
+    await ws.send("over tls");
+    for await (const m of ws) {
+      assert.deepEqual(m, { type: "text", data: "over tls" });
+      break;
+    }
+    assert.equal((await ws.close()).code, 1000);
+    await s.close();
+    const d = Deno.serve({ hostname: "127.0.0.1", port: 0, cert, key, onListen() {} }, (req) => {
+      const { socket, response } = Deno.upgradeWebSocket(req);
+      socket.onmessage = (e) => socket.send(e.data);
+      return response;
+    });
+    const ws2 = await connect(`wss://127.0.0.1:${d.addr.port}/`, { caCerts: [ca] });
+    await ws2.send(new Uint8Array(100_000).fill(3));
+    for await (const m of ws2) {
+      assert.equal((m.data as Uint8Array).length, 100_000);
+      break;
+    }
+    await ws2.close();
+    await assert.rejects(connect(`wss://127.0.0.1:${d.addr.port}/`), DialError, "untrusted cert");
+    await d.shutdown();
+  },
+});
