@@ -130,6 +130,8 @@ export class WebSocketEngine {
   #state: EngineState = "stopped";
   #run?: Run;
   #stopping?: Promise<void>;
+  /** The last run's `done`: a run may still be closing its dispatcher after `#run` is cleared. */
+  #lastDone: Promise<void> = Promise.resolve();
 
   /** Validates `options` (throws `EngineOptionError` naming the field and rule). */
   constructor(options: EngineOptions) {
@@ -158,7 +160,7 @@ export class WebSocketEngine {
 
   /** Resolves once the engine is stopped (immediately when it is). */
   get done(): Promise<void> {
-    return this.#run?.done.promise ?? Promise.resolve();
+    return this.#run?.done.promise ?? this.#lastDone;
   }
 
   /**
@@ -170,6 +172,7 @@ export class WebSocketEngine {
     if (this.#run) throw new EngineStateError("start", this.#state);
     const run = new Run(this.#opts.dispatcher(this.#client));
     this.#run = run;
+    this.#lastDone = run.done.promise;
     this.#state = "starting";
     try {
       const init = withTimeout(run.dispatcher.init(), this.#opts.openTimeoutMs, "dispatcher init");
@@ -196,7 +199,7 @@ export class WebSocketEngine {
   stop(): Promise<void> {
     if (this.#stopping) return this.#stopping;
     const run = this.#run;
-    if (!run) return Promise.resolve();
+    if (!run) return this.#lastDone;
     this.#stopping = this.#stop(run).finally(() => (this.#stopping = undefined));
     return this.#stopping;
   }
@@ -292,6 +295,7 @@ export class WebSocketEngine {
     if (this.#run === run) {
       this.#run = undefined;
       this.#state = "stopped";
+      this.#lastDone = run.done.promise;
     }
     await run.dispatcher.close(this.#left(run)).catch(noop);
     run.done.resolve();
