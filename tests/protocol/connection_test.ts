@@ -246,3 +246,25 @@ Deno.test("a frame parser of the peer's role accepts everything we send", () => 
   for (const b of client.takeOutgoing()) p.push(b);
   assert.deepEqual([p.next()?.opcode, p.next()?.opcode, p.next()?.opcode], [1, 9, 8]);
 });
+
+Deno.test("fragmented text: every split point of a multi-byte text decodes the same", () => {
+  const bytes = enc.encode("aé€😀κόσμε");
+  for (let cut = 0; cut <= bytes.length; cut++) {
+    const server = new ProtocolConnection({ role: "server" });
+    server.receive(concat(
+      rawFrame(Opcode.Text, bytes.subarray(0, cut), { fin: false }),
+      rawFrame(Opcode.Ping, "p"),
+      rawFrame(Opcode.Continuation, bytes.subarray(cut)),
+      rawFrame(Opcode.Text, "next"),
+    ));
+    assert.deepEqual(drain(server).map(summarize), ["ping:1", "text:aé€😀κόσμε", "text:next"]);
+  }
+});
+
+Deno.test("short and long, ASCII and not: whole text frames decode correctly", () => {
+  for (const s of ["", "a", "x".repeat(64), "é".repeat(32), "y".repeat(65), "😀".repeat(1000)]) {
+    const server = new ProtocolConnection({ role: "server" });
+    server.receive(rawFrame(Opcode.Text, s));
+    assert.deepEqual(drain(server), [{ type: "text", data: s }]);
+  }
+});

@@ -255,6 +255,43 @@ Deno.test("fuzz: UTF-8 DFA agrees with a fatal TextDecoder, split anywhere", () 
   );
 });
 
+Deno.test("fuzz: a streaming fatal TextDecoder fails on the same fragment as the DFA", () => {
+  // The connection decodes fragmented text with a streaming TextDecoder; this pins the
+  // fail-fast behaviour it relies on (the RFC's "fail at the first impossible byte").
+  const byte = fc.oneof(
+    fc.integer({ min: 0, max: 0x7f }),
+    fc.integer({ min: 0x80, max: 0xbf }),
+    fc.integer({ min: 0xc0, max: 0xff }),
+  );
+  fc.assert(
+    fc.property(
+      fc.array(fc.array(byte, { maxLength: 6, size: "max" }), { minLength: 1, maxLength: 5 }),
+      (fragments) => {
+        const decoder = new TextDecoder("utf-8", { fatal: true });
+        let decoderFail = -1;
+        for (let i = 0; i <= fragments.length && decoderFail < 0; i++) {
+          try {
+            if (i < fragments.length) {
+              decoder.decode(new Uint8Array(fragments[i]), { stream: true });
+            } else decoder.decode();
+          } catch {
+            decoderFail = i;
+          }
+        }
+        let state = UTF8_ACCEPT;
+        let dfaFail = -1;
+        for (let i = 0; i < fragments.length && dfaFail < 0; i++) {
+          state = validateUtf8(new Uint8Array(fragments[i]), state);
+          if (state === UTF8_REJECT) dfaFail = i;
+        }
+        if (dfaFail < 0 && state !== UTF8_ACCEPT) dfaFail = fragments.length;
+        assert.equal(decoderFail, dfaFail, JSON.stringify(fragments));
+      },
+    ),
+    { numRuns: 3000 },
+  );
+});
+
 Deno.test("fuzz: deflate round-trip over message sequences, takeover or not, any window", () => {
   fc.assert(
     fc.property(
