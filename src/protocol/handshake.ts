@@ -161,7 +161,9 @@ function parseHeaderLines(lines: string[]): Headers {
 export class HttpHeadReader<K extends "request" | "response"> {
   readonly kind: K;
   readonly maxSize: number;
-  #buf = new Uint8Array(0);
+  // Grows by doubling, so many small reads cost amortized O(n).
+  #buf = new Uint8Array(1024);
+  #len = 0;
   #rest = new Uint8Array(0);
   #done = false;
 
@@ -179,17 +181,21 @@ export class HttpHeadReader<K extends "request" | "response"> {
   /** Adds bytes; returns the head once complete, else `undefined`. */
   push(bytes: Uint8Array): (K extends "request" ? RequestHead : ResponseHead) | undefined {
     if (this.#done) throw new Error("the head was already read");
-    const from = this.#buf.length;
-    const joined = new Uint8Array(from + bytes.length);
-    joined.set(this.#buf);
-    joined.set(bytes, from);
-    this.#buf = joined;
+    const from = this.#len;
+    if (from + bytes.length > this.#buf.length) {
+      const next = new Uint8Array(Math.max(from + bytes.length, this.#buf.length * 2));
+      next.set(this.#buf.subarray(0, from));
+      this.#buf = next;
+    }
+    this.#buf.set(bytes, from);
+    this.#len = from + bytes.length;
+    const joined = this.#buf.subarray(0, this.#len);
     const r = this.kind === "request"
       ? parseRequestHead(joined, this.maxSize, from)
       : parseResponseHead(joined, this.maxSize, from);
     if (!r) return undefined;
     this.#done = true;
-    this.#rest = joined.subarray(r.bytesConsumed);
+    this.#rest = joined.slice(r.bytesConsumed);
     this.#buf = new Uint8Array(0);
     return r.head as K extends "request" ? RequestHead : ResponseHead;
   }
@@ -221,7 +227,7 @@ function splitHead(
  * ```ts
  * import { parseRequestHead } from "./handshake.ts";
  * const r = parseRequestHead(new TextEncoder().encode("GET /chat HTTP/1.1\r\nHost: x\r\n\r\n"));
- * console.log(r?.head.target, r?.head.headers.get("host"), r?.bytesConsumed); // /chat x 33
+ * console.log(r?.head.target, r?.head.headers.get("host"), r?.bytesConsumed); // /chat x 31
  * ```
  */
 export function parseRequestHead(
