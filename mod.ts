@@ -70,6 +70,9 @@ export {
 } from "./src/transport/whatwg_adapter.ts";
 export { wsAdapter, type WsAdapterOptions } from "./src/transport/ws_adapter.ts";
 
+// ---- test kit: a fault-injecting echo server for users' own tests ----
+export { type EchoServer, startEchoServer } from "./src/testing/echo_server.ts";
+
 // ---- pool (issue 3) ----
 
 // ---- protocol and own transport (issue 4) ----

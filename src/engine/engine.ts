@@ -16,12 +16,12 @@ import {
   type AdapterConnection,
   type CloseInfo,
   ConnectionClosedError,
+  type DialOptions,
   type HandshakeInfo,
   NotSupportedError,
   type OutgoingData,
   type WireMessage,
 } from "../transport/types.ts";
-import type { DialOptionsWithErrors } from "../transport/whatwg_adapter.ts";
 import {
   AbortError,
   type Deferred,
@@ -508,7 +508,7 @@ export class WebSocketEngine {
 
   async #attempt(run: Run, s: Session, restarting: boolean, signal: AbortSignal): Promise<void> {
     const o = this.#opts;
-    const dialOptions: DialOptionsWithErrors = {
+    const dialOptions: DialOptions = {
       protocols: o.protocols,
       headers: o.headers,
       handshakeTimeoutMs: o.openTimeoutMs,

@@ -61,6 +61,11 @@ export interface DialOptions {
   readonly overflow?: OverflowPolicy;
   /** Aborting cancels the dial and closes anything half-open. */
   readonly signal?: AbortSignal;
+  /**
+   * Read problems that do not end the connection by themselves (a message dropped by the overflow
+   * policy, a missed pong). The engine routes them to `onReadError`.
+   */
+  readonly onError?: (error: unknown) => void;
 }
 
 /**

@@ -25,12 +25,6 @@ import {
 } from "./types.ts";
 import { deferred } from "../util/async.ts";
 
-/** Dial options plus a sink for read problems (overflow) the adapter reports. */
-export type DialOptionsWithErrors = DialOptions & {
-  /** Called for read problems that do not end the connection (e.g. a dropped message). */
-  readonly onError?: (error: unknown) => void;
-};
-
 /** The constructor shape the adapter needs (the global `WebSocket` by default). */
 export type WebSocketConstructor = new (
   url: string,
@@ -68,12 +62,12 @@ export function whatwgAdapter(options: WhatwgAdapterOptions = {}): WebSocketAdap
           new NotSupportedError("request headers need Deno or the ws adapter (WHATWG WebSocket)"),
         );
       }
-      return dial(Ctor, url, dialOptions as DialOptionsWithErrors);
+      return dial(Ctor, url, dialOptions);
     },
   };
 }
 
-function dial(Ctor: WebSocketConstructor, url: URL, opts: DialOptionsWithErrors) {
+function dial(Ctor: WebSocketConstructor, url: URL, opts: DialOptions) {
   return new Promise<AdapterConnection>((resolve, reject) => {
     const signal = opts.signal;
     if (signal?.aborted) return reject(signal.reason);
@@ -153,7 +147,7 @@ class WhatwgConnection implements AdapterConnection {
   #isClosed = false;
   handshake: HandshakeInfo = { protocol: "", extensions: "" };
 
-  constructor(ws: WebSocket, opts: DialOptionsWithErrors) {
+  constructor(ws: WebSocket, opts: DialOptions) {
     this.#ws = ws;
     this.#queue = new IncomingQueue({
       highWaterMark: opts.readHighWaterMark,

@@ -21,7 +21,6 @@ import {
   type WebSocketAdapter,
   type WireMessage,
 } from "./types.ts";
-import type { DialOptionsWithErrors } from "./whatwg_adapter.ts";
 import { deferred, TimeoutError } from "../util/async.ts";
 
 /** Options of {@linkcode wsAdapter}. */
@@ -44,7 +43,7 @@ export function wsAdapter(options: WsAdapterOptions = {}): WebSocketAdapter {
   return {
     name: "ws",
     dial(url: URL, dialOptions: DialOptions): Promise<AdapterConnection> {
-      return dial(url, dialOptions as DialOptionsWithErrors, options);
+      return dial(url, dialOptions, options);
     },
   };
 }
@@ -58,7 +57,7 @@ function headersOf(res: IncomingMessage): Headers {
   return headers;
 }
 
-function dial(url: URL, opts: DialOptionsWithErrors, adapterOptions: WsAdapterOptions) {
+function dial(url: URL, opts: DialOptions, adapterOptions: WsAdapterOptions) {
   return new Promise<AdapterConnection>((resolve, reject) => {
     const signal = opts.signal;
     if (signal?.aborted) return reject(signal.reason);
@@ -131,7 +130,7 @@ class WsConnection implements AdapterConnection {
   #isClosed = false;
   handshake: HandshakeInfo = { protocol: "", extensions: "" };
 
-  constructor(ws: WebSocket, opts: DialOptionsWithErrors) {
+  constructor(ws: WebSocket, opts: DialOptions) {
     this.#ws = ws;
     this.#queue = new IncomingQueue({
       highWaterMark: opts.readHighWaterMark,
