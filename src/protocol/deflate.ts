@@ -353,6 +353,8 @@ class ZStream {
   readonly #stream: any;
   readonly #handle: ZHandle;
   #error: string | undefined;
+  /** Input bytes left unread by the last `run`: the stream ended (a BFINAL block). */
+  leftover = 0;
 
   constructor(inflate: boolean, windowBits: number, level: number, memLevel: number) {
     this.#stream = inflate
@@ -395,6 +397,7 @@ class ZStream {
       inLen = availIn;
       if (availOut !== 0) break;
     }
+    this.leftover = inLen;
     if (chunks.length === 1) return chunks[0];
     const joined = new Uint8Array(total);
     let p = 0;
@@ -509,7 +512,9 @@ export class PerMessageDeflate {
       }
       throw new ProtocolError(CloseCode.InvalidPayload, `inflate failed: ${(e as Error).message}`);
     }
-    if (this.#peerNoTakeover) this.#inflater.reset();
+    // A peer may end a message with a BFINAL block (RFC 7692 §7.2.3.3): the stream is over,
+    // the tail is left unread, and the next message needs a fresh inflater.
+    if (this.#peerNoTakeover || this.#inflater.leftover > 0) this.#inflater.reset();
     return out;
   }
 

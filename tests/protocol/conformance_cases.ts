@@ -629,6 +629,42 @@ export const CONFORMANCE_CASES: ConformanceCase[] = [
     input: srv(rawFrame(T, "plain"), { deflate: DEFLATE }),
     expect: { events: ["text:plain"] },
   },
+  {
+    id: "Z10",
+    category: "compression",
+    description: "messages ending with a BFINAL block (RFC 7692 §7.2.3.3)",
+    input: srv(
+      concat(
+        rawFrame(T, new Uint8Array(zlib.deflateRawSync(enc.encode("final one"))), { rsv1: true }),
+        rawFrame(T, new Uint8Array(zlib.deflateRawSync(enc.encode("final two"))), { rsv1: true }),
+      ),
+      { deflate: DEFLATE },
+    ),
+    expect: { events: ["text:final one", "text:final two"] },
+  },
+  {
+    id: "Z11",
+    category: "compression",
+    description: "decompression bomb split over four fragments with a ping between",
+    input: srv(
+      concat(
+        rawFrame(B, BOMB.subarray(0, 8000), { rsv1: true, fin: false }),
+        rawFrame(C, BOMB.subarray(8000, 16000), { fin: false }),
+        rawFrame(PING, "p"),
+        rawFrame(C, BOMB.subarray(16000, 24000), { fin: false }),
+        rawFrame(C, BOMB.subarray(24000)),
+      ),
+      { deflate: DEFLATE, maxMessageSize: 1 << 20 },
+    ),
+    expect: { close: 1009, events: ["ping:1"] },
+  },
+  {
+    id: "Z12",
+    category: "compression",
+    description: "compressed payload itself larger than maxMessageSize",
+    input: srv(rawFrame(B, BOMB, { rsv1: true }), { deflate: DEFLATE, maxMessageSize: 1000 }),
+    expect: { close: 1009 },
+  },
   // handshake (server side)
   {
     id: "H01",

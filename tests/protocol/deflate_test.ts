@@ -167,3 +167,12 @@ Deno.test("PerMessageDeflate: window bits 9..15 all round-trip with takeover ove
     s.dispose();
   }
 });
+
+Deno.test("PerMessageDeflate: messages ending with a BFINAL block (RFC 7692 §7.2.3.3) all inflate", () => {
+  const s = new PerMessageDeflate(DEFAULT_DEFLATE_PARAMS, "server");
+  for (const text of ["first message", "second message", "third"]) {
+    const z = new Uint8Array(zlib.deflateRawSync(enc.encode(text))); // Z_FINISH: BFINAL set
+    assert.equal(new TextDecoder().decode(s.decompress(z, 1000)), text);
+  }
+  s.dispose();
+});
