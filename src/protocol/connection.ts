@@ -103,7 +103,9 @@ function pooledMask(): Uint8Array {
  * ```
  */
 export class ProtocolConnection {
+  /** Which end of the connection this is. */
   readonly role: "client" | "server";
+  /** Largest message accepted (after decompression). */
   readonly maxMessageSize: number;
   readonly #parser: FrameParser;
   readonly #deflate: PerMessageDeflate | undefined;

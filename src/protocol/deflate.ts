@@ -93,7 +93,9 @@ export const PERMESSAGE_DEFLATE = "permessage-deflate";
  * ```
  */
 export interface ExtensionOffer {
+  /** Extension token, e.g. `permessage-deflate`. */
   name: string;
+  /** Parameters in order; `true` for a parameter without a value. */
   params: [string, string | true][];
 }
 

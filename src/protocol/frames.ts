@@ -56,12 +56,19 @@ export const MAX_CONTROL_PAYLOAD = 125;
  * ```
  */
 export interface Frame {
+  /** Final fragment of its message. */
   fin: boolean;
+  /** RSV1 (permessage-deflate: the message is compressed). */
   rsv1: boolean;
+  /** RSV2 (always false: the parser refuses it). */
   rsv2: boolean;
+  /** RSV3 (always false: the parser refuses it). */
   rsv3: boolean;
+  /** One of {@linkcode Opcode}. */
   opcode: number;
+  /** Whether the frame came masked. */
   masked: boolean;
+  /** The unmasked payload (may be a view into the pushed bytes). */
   payload: Uint8Array;
 }
 

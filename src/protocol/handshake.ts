@@ -92,9 +92,13 @@ export function hasToken(value: string | null, token: string): boolean {
  * ```
  */
 export interface RequestHead {
+  /** Request method, e.g. `GET`. */
   method: string;
+  /** Request target: path and query. */
   target: string;
+  /** Protocol version, e.g. `HTTP/1.1`. */
   version: string;
+  /** Header fields (repeated fields joined with ", "). */
   headers: Headers;
 }
 
@@ -109,9 +113,13 @@ export interface RequestHead {
  * ```
  */
 export interface ResponseHead {
+  /** Protocol version, e.g. `HTTP/1.1`. */
   version: string;
+  /** Status code, e.g. 101. */
   status: number;
+  /** Reason phrase. */
   statusText: string;
+  /** Header fields (repeated fields joined with ", "). */
   headers: Headers;
 }
 
@@ -159,7 +167,9 @@ function parseHeaderLines(lines: string[]): Headers {
  * ```
  */
 export class HttpHeadReader<K extends "request" | "response"> {
+  /** "request" (server side) or "response" (client side). */
   readonly kind: K;
+  /** Largest head accepted, in bytes. */
   readonly maxSize: number;
   // Grows by doubling, so many small reads cost amortized O(n).
   #buf = new Uint8Array(1024);
@@ -481,7 +491,9 @@ export interface ServerHandshakeOptions {
  * ```
  */
 export interface HandshakeRequest {
+  /** Request method; only GET upgrades. */
   method: string;
+  /** Request headers. */
   headers: Headers;
   /** "HTTP/1.1" when known. */
   version?: string;
@@ -498,8 +510,11 @@ export interface HandshakeRequest {
  * ```
  */
 export interface HandshakeRejection {
+  /** HTTP status: 400, 405, 426. */
   status: number;
+  /** Extra headers (`Allow`, `Sec-WebSocket-Version`). */
   headers: Record<string, string>;
+  /** Plain-text body that says what was wrong. */
   body: string;
 }
 
