@@ -161,6 +161,53 @@ export function encodeFrame(
 }
 
 /**
+ * Bytes {@linkcode encodeFrame} produces for a payload of `payloadLength` bytes.
+ *
+ * @example
+ * ```ts
+ * import { encodedFrameLength } from "./frames.ts";
+ * console.log(encodedFrameLength(200, true)); // 208
+ * ```
+ */
+export function encodedFrameLength(payloadLength: number, masked: boolean): number {
+  return headerLength(payloadLength, masked) + payloadLength;
+}
+
+/**
+ * Serializes one frame into `out` at `offset` (which must have room for
+ * {@linkcode encodedFrameLength} bytes) and returns the offset just past it. Lets a sender pack
+ * many small frames into one buffer, and so one socket write.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrameInto, Opcode } from "./frames.ts";
+ * const out = new Uint8Array(16);
+ * let end = encodeFrameInto(out, 0, Opcode.Text, new TextEncoder().encode("a"));
+ * end = encodeFrameInto(out, end, Opcode.Ping, new Uint8Array(0));
+ * console.log(end, out.subarray(0, end)); // 5 Uint8Array(5) [ 129, 1, 97, 137, 0 ]
+ * ```
+ */
+export function encodeFrameInto(
+  out: Uint8Array,
+  offset: number,
+  opcode: number,
+  payload: Uint8Array,
+  options?: EncodeOptions,
+): number {
+  const length = payload.length;
+  const p = offset +
+    writeHeader(
+      out.subarray(offset, offset + headerLength(length, !!options?.mask)),
+      opcode,
+      length,
+      options,
+    );
+  out.set(payload, p);
+  if (options?.mask) applyMask(out.subarray(p, p + length), options.mask);
+  return p + length;
+}
+
+/**
  * Serializes only a frame header, for writing a large payload without copying it (the caller
  * writes header then payload; with `mask` the caller must mask the payload itself).
  *

@@ -2,8 +2,20 @@ import assert from "node:assert/strict";
 import { ProtocolConnection, type ProtocolOptions } from "../../src/protocol/connection.ts";
 import { DEFAULT_DEFLATE_PARAMS } from "../../src/protocol/deflate.ts";
 import { InvalidStateError, ProtocolError } from "../../src/protocol/errors.ts";
-import { FrameParser, Opcode } from "../../src/protocol/frames.ts";
+import { type Frame, FrameParser, Opcode } from "../../src/protocol/frames.ts";
 import { concat, drain, enc, outgoingFrames, rawFrame, summarize } from "./helpers.ts";
+
+/** Parses everything a connection queued into frames (with flags), as its peer would. */
+function wireFrames(chunks: Uint8Array[]): Frame[] {
+  const p = new FrameParser({ allowRsv1: true });
+  const out: Frame[] = [];
+  for (const c of chunks) {
+    p.push(c.slice());
+    let f;
+    while ((f = p.next()) !== undefined) out.push(f);
+  }
+  return out;
+}
 
 function pair(extra: Partial<ProtocolOptions> = {}) {
   const client = new ProtocolConnection({ role: "client", ...extra });
@@ -22,11 +34,11 @@ Deno.test("client and server exchange text and binary; client masks, server does
   client.sendText("héllo");
   client.sendBinary(new Uint8Array([1, 2, 3]));
   const wire = pipe(client, server);
-  assert.ok(wire.every((b) => (b[1] & 0x80) !== 0));
+  assert.ok(wireFrames(wire).every((f) => f.masked));
   assert.deepEqual(drain(server).map(summarize), ["text:héllo", "binary:3"]);
   server.sendText("back");
   const back = pipe(server, client);
-  assert.ok(back.every((b) => (b[1] & 0x80) === 0));
+  assert.ok(wireFrames(back).every((f) => !f.masked));
   assert.deepEqual(drain(client), [{ type: "text", data: "back" }]);
   assert.equal(client.state, "open");
   assert.deepEqual(client.takeOutgoing(), []);
@@ -187,9 +199,13 @@ Deno.test("permessage-deflate end to end: threshold, RSV1, context takeover", ()
   client.sendText(long);
   client.sendText(long);
   const wire = client.takeOutgoing();
-  assert.equal(wire[0][0] & 0x40, 0); // under the threshold: plain
-  assert.equal(wire[1][0] & 0x40, 0x40);
-  assert.ok(wire[2].length < wire[1].length, "context takeover makes the repeat smaller");
+  const frames = wireFrames(wire);
+  assert.equal(frames[0].rsv1, false); // under the threshold: plain
+  assert.equal(frames[1].rsv1, true);
+  assert.ok(
+    frames[2].payload.length < frames[1].payload.length,
+    "context takeover: repeat is smaller",
+  );
   for (const b of wire) server.receive(b);
   assert.deepEqual(drain(server).map((e) => e.type === "text" && e.data), ["tiny", long, long]);
   server.sendBinary(new Uint8Array(5000).fill(65));
@@ -209,7 +225,8 @@ Deno.test("permessage-deflate with no context takeover both ways resets per mess
   client.sendText(msg);
   client.sendText(msg);
   const wire = client.takeOutgoing();
-  assert.equal(wire[0].length, wire[1].length);
+  const frames = wireFrames(wire);
+  assert.equal(frames[0].payload.length, frames[1].payload.length);
   for (const b of wire) server.receive(b);
   assert.deepEqual(drain(server).map(summarize), [`text:${msg}`, `text:${msg}`]);
 });
@@ -235,6 +252,26 @@ Deno.test("large binary message split in 1 KiB reads", () => {
   const [ev] = drain(server);
   assert.ok(ev.type === "binary");
   assert.deepEqual(ev.data, data);
+});
+
+Deno.test("small frames are packed into one buffer; handed-out bytes are never rewritten", () => {
+  const server = new ProtocolConnection({ role: "server" });
+  server.sendText("one");
+  server.ping();
+  const first = server.takeOutgoing();
+  assert.equal(first.length, 1); // two frames, one write
+  const snapshot = first[0].slice();
+  for (let i = 0; i < 5000; i++) server.sendBinary(new Uint8Array(10).fill(i & 0xff));
+  server.sendBinary(new Uint8Array(10000)); // a big frame goes out on its own, in order
+  server.sendText("last");
+  const rest = server.takeOutgoing();
+  assert.deepEqual(first[0], snapshot);
+  assert.ok(rest.length < 20);
+  const frames = wireFrames(rest);
+  assert.equal(frames.length, 5002);
+  assert.equal(frames[4999].payload[0], 4999 & 0xff);
+  assert.equal(frames[5000].payload.length, 10000);
+  assert.equal(new TextDecoder().decode(frames[5001].payload), "last");
 });
 
 Deno.test("a frame parser of the peer's role accepts everything we send", () => {
