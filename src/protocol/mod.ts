@@ -15,8 +15,10 @@
 
 export { CloseCode, HandshakeError, InvalidStateError, ProtocolError } from "./errors.ts";
 export {
+  encodedFrameLength,
   encodeFrame,
   encodeFrameHeader,
+  encodeFrameInto,
   type EncodeOptions,
   type Frame,
   FrameParser,
