@@ -165,7 +165,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
   #inflight = 0;
   #writing = false;
   #flushScheduled = false;
-  #writeIdle = deferred<void>();
+  #idleWaiters: (() => void)[] = [];
   #drainWaiters: { resolve(): void; reject(e: unknown): void }[] = [];
 
   // reads
@@ -237,7 +237,6 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
         if (e.policy === "close") this.#fail(1008, "unread messages exceeded maxQueuedBytes");
       },
     });
-    this.#writeIdle.resolve();
     if (init.initial && init.initial.length) this.#feed(init.initial);
     if (o.pingIntervalMs && o.pingIntervalMs > 0) this.#startKeepAlive(o.pingIntervalMs);
     void this.#readLoop();
@@ -594,7 +593,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
   #writeIdleNow(): Promise<void> {
     if (!this.#writing && this.#pending.length === 0) return RESOLVED;
     this.#scheduleFlush();
-    return this.#writeIdle.promise;
+    return new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
   }
 
   // ---- writing ----
@@ -623,7 +622,6 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     this.#flushScheduled = false;
     if (this.#writing) return;
     this.#writing = true;
-    if (this.#writeIdle.settled) this.#writeIdle = deferred<void>();
     try {
       while (this.#pending.length && this.#state !== "closed") {
         const buf = this.#takeBatch();
@@ -639,7 +637,11 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
       if (this.#state !== "closed") this.#onEof(); // broken pipe: the peer is gone
     } finally {
       this.#writing = false;
-      this.#writeIdle.resolve();
+      if (this.#idleWaiters.length) {
+        const ws = this.#idleWaiters;
+        this.#idleWaiters = [];
+        for (const w of ws) w();
+      }
     }
   }
 
@@ -736,7 +738,10 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     this.#pending = [];
     this.#pendingBytes = 0;
     // Settle only once the read and write loops have returned, so no op outlives the connection.
-    void Promise.all([this.#readDone.promise, this.#writeIdle.promise]).then(() => {
+    const writeDone = this.#writing
+      ? new Promise<void>((resolve) => this.#idleWaiters.push(resolve))
+      : RESOLVED;
+    void Promise.all([this.#readDone.promise, writeDone]).then(() => {
       this.#queue.end(info);
       this.#finished.resolve(info);
     });

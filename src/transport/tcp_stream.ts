@@ -66,8 +66,9 @@ export interface ByteStream {
   readonly remoteAddr?: StreamAddr;
 }
 
-const SLAB = 256 * 1024;
-const MIN_READ = 32 * 1024;
+const MIN_BUF = 16 * 1024;
+const MAX_BUF = 1024 * 1024;
+const HAND_OVER = 128 * 1024;
 
 function netAddr(addr: Deno.Addr): StreamAddr | undefined {
   return addr.transport === "tcp" ? { hostname: addr.hostname, port: addr.port } : undefined;
@@ -75,8 +76,11 @@ function netAddr(addr: Deno.Addr): StreamAddr | undefined {
 
 /**
  * Wraps a Deno TCP or TLS connection. Sets `TCP_NODELAY` (Nagle off) where the connection
- * supports it. Reads go into fresh slices of large slabs, so a slice handed out is never
- * overwritten (the frame parser may keep views on it).
+ * supports it. Reads handed out are never overwritten later (the frame parser keeps views on
+ * them). Reads under 128 KiB are copied out of a kept buffer (one exact-size allocation each);
+ * bigger reads hand the buffer itself over (no copy) and a new one is allocated. The buffer grows
+ * (up to 1 MiB) while reads fill it, and shrinks back towards 16 KiB after a run of small reads,
+ * so an idle connection pins little memory.
  *
  * @example
  * ```ts
@@ -91,8 +95,8 @@ export function denoConnStream(conn: Deno.Conn): ByteStream {
 
 class DenoConnStream implements ByteStream {
   readonly #conn: Deno.Conn;
-  #slab = new Uint8Array(SLAB);
-  #offset = 0;
+  #buf = new Uint8Array(MIN_BUF);
+  #small = 0;
   #closed = false;
   readonly localAddr?: StreamAddr;
   readonly remoteAddr?: StreamAddr;
@@ -115,21 +119,30 @@ class DenoConnStream implements ByteStream {
 
   async read(): Promise<Uint8Array | null> {
     if (this.#closed) return null;
-    if (this.#slab.length - this.#offset < MIN_READ) {
-      this.#slab = new Uint8Array(SLAB);
-      this.#offset = 0;
-    }
-    const view = this.#slab.subarray(this.#offset);
+    const buf = this.#buf;
     let n: number | null;
     try {
-      n = await this.#conn.read(view);
+      n = await this.#conn.read(buf);
     } catch {
       n = null; // reset, or closed under us: both end the stream
     }
     if (n === null) return null;
-    const out = this.#slab.subarray(this.#offset, this.#offset + n);
-    this.#offset += n;
-    return out;
+    const len = buf.length;
+    if (n >= HAND_OVER) {
+      // Bulk: hand the buffer over (no copy); grow while reads fill it.
+      this.#small = 0;
+      this.#buf = new Uint8Array(n === len ? Math.min(len * 2, MAX_BUF) : len);
+      return buf.subarray(0, n);
+    }
+    if (n === len) this.#buf = new Uint8Array(len * 2); // reads fill it: grow (copy this one out)
+    // Copy out and keep the buffer; after a run of small reads, shrink it (idle memory).
+    if (len > MIN_BUF && n < len >> 3) {
+      if (++this.#small >= 16) {
+        this.#small = 0;
+        this.#buf = new Uint8Array(Math.max(MIN_BUF, len >> 1));
+      }
+    } else this.#small = 0;
+    return buf.slice(0, n);
   }
 
   async write(bytes: Uint8Array): Promise<void> {
