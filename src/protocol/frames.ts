@@ -312,7 +312,10 @@ export class FrameParser {
       return;
     }
     // Never compact in place: earlier payloads may be subarrays of the old buffer.
-    const capacity = Math.max(live + n, this.#need, Math.min(2 * (live + n), live + n + 65536));
+    // Grow geometrically towards the frame's declared size rather than trusting it: a hostile
+    // header declaring 64 MiB followed by one byte must not cost 64 MiB.
+    const want = live + n;
+    const capacity = Math.max(want, Math.min(Math.max(this.#need, want + 4096), 2 * want + 65536));
     const next = new Uint8Array(capacity);
     next.set(this.#buf.subarray(this.#start, this.#end));
     next.set(bytes, live);

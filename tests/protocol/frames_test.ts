@@ -158,3 +158,18 @@ Deno.test("isControlOpcode", () => {
     true,
   ]);
 });
+
+Deno.test("FrameParser: a header declaring a huge frame does not allocate it up front", () => {
+  const p = new FrameParser({ maxFrameSize: 64 * 1024 * 1024 });
+  const header = rawFrame(2, new Uint8Array(0), { declaredLength: 60_000_000, mask: false });
+  p.push(header.slice(0, 5));
+  p.push(header.slice(5));
+  assert.equal(p.next(), undefined);
+  p.push(new Uint8Array(1));
+  assert.equal(p.next(), undefined);
+  // Internal buffer stays small: grows with the bytes that actually arrived.
+  const used = Deno.memoryUsage().rss;
+  for (let i = 0; i < 20; i++) p.push(new Uint8Array(1));
+  assert.ok(Deno.memoryUsage().rss - used < 32 * 1024 * 1024);
+  assert.equal(p.buffered, 10 + 21);
+});
