@@ -24,6 +24,13 @@ async function wsServer(compression: boolean) {
       if (s.startsWith("close:")) {
         const [, code] = s.split(":");
         ws.close(Number(code), s.slice(7 + code.length));
+      } else if (s === "frag:") {
+        ws.send("frag", { fin: false });
+        ws.send("mented ", { fin: false });
+        ws.send("text", { fin: true });
+      } else if (s === "ping:") {
+        ws.once("pong", () => ws.send("pinged"));
+        ws.ping("ws-server-ping");
       } else ws.send(s);
     });
   });
@@ -44,7 +51,11 @@ for (const compression of [false, true]) {
     async fn() {
       const peer = await wsServer(compression);
       try {
-        const cases = await runOurClient(peer.url, { compression, expectDeflate: compression });
+        const cases = await runOurClient(peer.url, {
+          compression,
+          expectDeflate: compression,
+          serverExtras: true,
+        });
         await recordAndAssert({
           peer: "npm:ws 8 server (in Deno)",
           direction: "wse client → peer server",
@@ -84,7 +95,8 @@ Deno.test({
         direction: "wse client → peer server",
         compression: "n/a",
         cases,
-        note: "Deno's server has no permessage-deflate: our offer is declined (checked)",
+        note:
+          "Deno's server has no permessage-deflate (our offer is declined, checked); its API cannot send fragments or pings",
       });
     } finally {
       await server.shutdown();
@@ -118,6 +130,7 @@ for (const compression of [false, true]) {
         const cases = await runOurClient(`ws://127.0.0.1:${port}/`, {
           compression,
           expectDeflate: compression,
+          serverExtras: true,
         });
         // The Python server logs how each connection ended: it saw our 4001.
         const seen: string[] = [];

@@ -57,13 +57,11 @@ for (const r of rows) {
   lines.push(
     `| ${r.peer} | ${r.direction} | ${deflate} | ${sizes(c, "text")} | ${sizes(c, "binary")} | ${
       cell(c, [
-        ["fragmented", "c→s"],
         ["fragmented (client sends)", "c→s"],
         ["fragmented (server sends)", "s→c"],
       ])
     } | ${
       cell(c, [
-        ["ping", "c→s"],
         ["ping (client pings)", "c→s"],
         ["ping (server pings)", "s→c"],
       ])

@@ -4,8 +4,9 @@
  *
  * The echo protocol every server in the matrix speaks: data messages are echoed with their type;
  * the text command `close:<code>:<reason>` makes the server start the close handshake. Our own
- * server also understands `frag:` (answers "fragmented text" in three fragments) and `ping:`
- * (pings the client, answers "pinged" once the pong arrived).
+ * server and the npm:ws and Python peers also understand `frag:` (answer "fragmented text" in three
+ * fragments) and `ping:` (ping the client, answer "pinged" once the pong arrived); Deno's server
+ * API can do neither.
  */
 import assert from "node:assert/strict";
 import { connect, type ConnectOptions } from "../../src/transport/tcp_client.ts";
@@ -106,7 +107,11 @@ async function next(ws: WebSocketConnection, timeoutMs = 20_000) {
  */
 export async function runOurClient(
   url: string,
-  options: ConnectOptions & { expectDeflate?: boolean },
+  options: ConnectOptions & {
+    expectDeflate?: boolean;
+    /** The server understands `frag:` and `ping:` (sends fragments / pings us). */
+    serverExtras?: boolean;
+  },
 ): Promise<CaseResults> {
   const r: CaseResults = {};
   const ws = await connect(url, options);
@@ -129,9 +134,17 @@ export async function runOurClient(
     await ws.sendFrame(Opcode.Continuation, enc.encode("mented "), false);
     await ws.sendFrame(Opcode.Continuation, enc.encode("text"), true);
     const m3 = await next(ws);
-    r["fragmented"] = m3.type === "text" && m3.data === "fragmented text";
+    r["fragmented (client sends)"] = m3.type === "text" && m3.data === "fragmented text";
     const rtt = await ws.ping(5000);
-    r["ping"] = rtt >= 0;
+    r["ping (client pings)"] = rtt >= 0;
+    if (options.serverExtras) {
+      await ws.send("frag:");
+      const m4 = await next(ws);
+      r["fragmented (server sends)"] = m4.type === "text" && m4.data === "fragmented text";
+      await ws.send("ping:");
+      const m5 = await next(ws);
+      r["ping (server pings)"] = m5.type === "text" && m5.data === "pinged";
+    }
     const info = await ws.close(4001, "bye from wse", 5000);
     r["close from client"] = info.code === 4001 && info.wasClean && info.initiator === "local";
   } finally {

@@ -3,7 +3,8 @@
 Usage: /usr/bin/python3 py_server.py <compression:on|off>
 Prints `PORT <n>` once listening, `CLOSED <code> <reason>` for every connection that ends.
 Echoes every data message with its type; the text command `close:<code>:<reason>` makes the server
-start the close handshake with that code and reason. Stops when stdin closes.
+start the close handshake with that code and reason, `frag:` answers "fragmented text" in three
+fragments, `ping:` pings the client and answers "pinged" once the pong came. Stops when stdin closes.
 """
 import asyncio
 import sys
@@ -18,7 +19,13 @@ async def handler(ws, path=None):
                 _, code, reason = message.split(":", 2)
                 await ws.close(int(code), reason)
                 break
-            await ws.send(message)
+            if message == "frag:":
+                await ws.send(["frag", "mented ", "text"])
+            elif message == "ping:":
+                await asyncio.wait_for(await ws.ping(b"py-server-ping"), 5)
+                await ws.send("pinged")
+            else:
+                await ws.send(message)
     except websockets.ConnectionClosed:
         pass
     await ws.wait_closed()
