@@ -77,20 +77,37 @@ export { type EchoServer, startEchoServer } from "./src/testing/echo_server.ts";
 
 // ---- protocol and own transport (issue 4) ----
 export {
+  acceptKey,
+  buildClientRequest,
   CloseCode,
   encodeFrame,
   FrameParser,
+  generateKey,
   HandshakeError,
+  HttpHeadReader,
+  negotiateServer,
   Opcode,
   ProtocolConnection,
   ProtocolError,
+  rejectionResponse,
+  validateServerResponse,
 } from "./src/protocol/mod.ts";
 export type {
+  ClientHandshakeOptions,
   DeflateOptions,
   DeflateParams,
+  EncodeOptions,
   Frame,
+  FrameParserOptions,
+  HandshakeRejection,
+  HandshakeRequest,
+  HandshakeResult,
   ProtocolEvent,
   ProtocolOptions,
+  RequestHead,
+  ResponseHead,
+  ServerHandshakeOptions,
+  ServerNegotiation,
 } from "./src/protocol/mod.ts";
 export { connect, type ConnectOptions } from "./src/transport/tcp_client.ts";
 export {
