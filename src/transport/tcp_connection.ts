@@ -368,6 +368,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
   /**
    * Sends a ping and resolves with the round-trip time (ms) when its pong arrives. Rejects with
    * `TimeoutError` after `timeoutMs`, with `ConnectionClosedError` if the connection ends first.
+   * While read back-pressure holds the socket unread the pong cannot be seen, so poll first.
    */
   ping(timeoutMs = 10_000): Promise<number> {
     if (this.#state !== "open" || this.#p.closeSent) {

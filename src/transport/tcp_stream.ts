@@ -70,6 +70,27 @@ const MIN_BUF = 16 * 1024;
 const MAX_BUF = 1024 * 1024;
 const HAND_OVER = 128 * 1024;
 
+// Small reads are copied into a slab shared by every connection of this isolate (as Node's Buffer
+// pool does): one ArrayBuffer per 64 KiB of small reads instead of one per read, which keeps V8's
+// external-memory GCs (and their latency spikes) rare. A view handed out pins its slab.
+const SLAB_SIZE = 64 * 1024;
+const SLAB_MAX_COPY = 4 * 1024;
+let slab = new Uint8Array(SLAB_SIZE);
+let slabOffset = 0;
+
+function copyOut(src: Uint8Array): Uint8Array {
+  const n = src.length;
+  if (n > SLAB_MAX_COPY) return src.slice();
+  if (slabOffset + n > SLAB_SIZE) {
+    slab = new Uint8Array(SLAB_SIZE);
+    slabOffset = 0;
+  }
+  const out = slab.subarray(slabOffset, slabOffset + n);
+  out.set(src);
+  slabOffset += (n + 7) & ~7; // keep views 8-byte aligned
+  return out;
+}
+
 function netAddr(addr: Deno.Addr): StreamAddr | undefined {
   return addr.transport === "tcp" ? { hostname: addr.hostname, port: addr.port } : undefined;
 }
@@ -77,7 +98,7 @@ function netAddr(addr: Deno.Addr): StreamAddr | undefined {
 /**
  * Wraps a Deno TCP or TLS connection. Sets `TCP_NODELAY` (Nagle off) where the connection
  * supports it. Reads handed out are never overwritten later (the frame parser keeps views on
- * them). Reads under 128 KiB are copied out of a kept buffer (one exact-size allocation each);
+ * them). Reads under 128 KiB are copied out of a kept buffer (small ones into a shared slab);
  * bigger reads hand the buffer itself over (no copy) and a new one is allocated. The buffer grows
  * (up to 1 MiB) while reads fill it, and shrinks back towards 16 KiB after a run of small reads,
  * so an idle connection pins little memory.
@@ -142,7 +163,7 @@ class DenoConnStream implements ByteStream {
         this.#buf = new Uint8Array(Math.max(MIN_BUF, len >> 1));
       }
     } else this.#small = 0;
-    return buf.slice(0, n);
+    return copyOut(buf.subarray(0, n));
   }
 
   async write(bytes: Uint8Array): Promise<void> {
