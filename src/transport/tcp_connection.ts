@@ -339,8 +339,12 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     if (this.#state !== "open" || this.#p.closeSent) {
       return Promise.reject(new ConnectionClosedError("the connection is closing", this.#info));
     }
-    if (typeof data === "string") this.#p.sendText(data);
-    else this.#p.sendBinary(data);
+    try {
+      if (typeof data === "string") this.#p.sendText(data);
+      else this.#p.sendBinary(data);
+    } catch (e) {
+      return Promise.reject(e); // e.g. a fragmented message opened with sendFrame is still open
+    }
     this.#messagesOut++;
     return this.#afterQueue();
   }
@@ -354,7 +358,11 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     if (this.#state !== "open" || this.#p.closeSent) {
       return Promise.reject(new ConnectionClosedError("the connection is closing", this.#info));
     }
-    this.#p.sendFrame(opcode, data, fin);
+    try {
+      this.#p.sendFrame(opcode, data, fin);
+    } catch (e) {
+      return Promise.reject(e); // out-of-order fragment, reserved opcode, oversized control frame
+    }
     if (fin) this.#messagesOut++;
     return this.#afterQueue();
   }
@@ -385,7 +393,14 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
         reject(new TimeoutError("ping", timeoutMs));
       }, timeoutMs);
       this.#pings.set(key, { resolve, reject, timer, t0: performance.now() });
-      this.#p.ping(payload);
+      try {
+        this.#p.ping(payload);
+      } catch (e) {
+        clearTimeout(timer);
+        this.#pings.delete(key);
+        reject(e);
+        return;
+      }
       this.#collect();
     });
   }

@@ -293,3 +293,20 @@ Deno.test({
     await s.close();
   },
 });
+
+Deno.test({
+  name: "tcp: misuse rejects instead of throwing (out-of-order fragments, bad close code)",
+  ...SANITIZE,
+  async fn() {
+    const { s, url } = server(echo);
+    const ws = await connect(url);
+    await assert.rejects(ws.sendFrame(Opcode.Continuation, new Uint8Array(1), true), TypeError);
+    await ws.sendFrame(Opcode.Text, new TextEncoder().encode("a"), false);
+    await assert.rejects(ws.send("b"), TypeError, "a fragmented message is still open");
+    await ws.sendFrame(Opcode.Continuation, new TextEncoder().encode("b"), true);
+    assert.deepEqual(await next(ws), { type: "text", data: "ab" });
+    await assert.rejects(ws.close(1006), RangeError);
+    assert.equal((await ws.close(1000)).code, 1000);
+    await s.close();
+  },
+});
