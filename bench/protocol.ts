@@ -2,10 +2,10 @@
  * `deno task bench protocol [--quick]`: our RFC 6455 transport against `npm:ws` (on Deno) and
  * Deno's native WebSocket, server and client in separate processes, compression off.
  *
- * - **push**: the client sends N binary messages as fast as its own send path allows (each
- *   library's own back-pressure: our awaitable `send`, ws's send callback past 1 MiB buffered,
- *   the native `bufferedAmount` past 1 MiB), then `"end"`; the server counts and answers with the
- *   count. Rate = N / (first send → answer).
+ * - **push**: the client sends N binary messages as fast as its own send path allows, each with
+ *   its own back-pressure signal and an 8 MiB high-water mark (our awaitable `send`; ws's send
+ *   callback; the native `bufferedAmount`, polled with `setTimeout(0)`), then `"end"`; the server
+ *   counts and answers with the count. Rate = N / (first send → answer).
  * - **rtt**: serial echo round trips (send, await the echo, repeat).
  *
  * Each library talks to its own server: wse ↔ wse, ws ↔ ws (both npm:ws in Deno), native
@@ -25,7 +25,7 @@ const LABEL: Record<Lib, string> = {
   ws: "npm:ws on Deno",
   deno: "Deno native WebSocket",
 };
-const HWM = 1 << 20;
+const HWM = 8 << 20;
 
 // ---------------------------------------------------------------- server process
 
@@ -419,7 +419,7 @@ export async function main(flags: string[]): Promise<void> {
       quick,
       sets,
       method:
-        "each library against its own server (wse↔wse, ws↔ws, native↔Deno.serve), compression off; push = client sends N binary messages through its own send path with a 1 MiB buffered high-water mark, server answers the count; rtt = serial echo; medians of back-to-back sets",
+        "each library against its own server (wse↔wse, ws↔ws, native↔Deno.serve), compression off; push = client sends N binary messages through its own send path with an 8 MiB buffered high-water mark (each library's own signal: our awaitable send, ws send callback, native bufferedAmount polled with setTimeout 0), server answers the count; rtt = serial echo; medians of back-to-back sets",
       pushCounts: pushN,
       rttCounts: rttN,
       rttCapMs: capMs,
