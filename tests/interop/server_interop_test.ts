@@ -216,7 +216,16 @@ for (const compression of [false, true]) {
         await child.status;
         await http.shutdown();
         await server.close();
-        await Deno.remove(profile, { recursive: true }).catch(() => {});
+        // Chromium's helper processes outlive the killed browser for a moment: retry, bounded.
+        for (let i = 0; i < 50; i++) {
+          try {
+            await Deno.remove(profile, { recursive: true });
+            break;
+          } catch (e) {
+            if (e instanceof Deno.errors.NotFound) break;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
       }
     },
   });
