@@ -22,30 +22,30 @@ export const C = {
   LOCK: 0,
   /** How many threads wait for the lock (release notifies only when > 0). */
   LOCK_WAITERS: 1,
-  /** Messages published by the main thread (int32, wraps). */
-  PUB: 2,
   /** Messages claimed by readers (int32, wraps; written under the lock). */
-  CLAIMED: 3,
+  CLAIMED: 2,
   /** Byte offset of the next record to claim (written under the lock). */
-  RPOS: 4,
-  /** Workers asleep waiting for `PUB` to move. */
-  SLEEPERS: 5,
-  /** Bumped each time a record is marked done (the main thread waits on it when full). */
-  FREED: 6,
-  /** 1 while the main thread waits on `FREED`. */
-  MAIN_WAITING: 7,
+  RPOS: 3,
   /** 1 once the pool is closing: workers take nothing new. */
-  STOP: 8,
-  /** Threads waiting for an ordering lane to free up. */
-  LANE_WAITERS: 9,
+  STOP: 4,
   /** 1 while a session is attached (lease reads reject on an empty ring once it is 0). */
-  SESSION_OPEN: 10,
-  /** First per-worker word (stride {@linkcode WORKER_STRIDE}). */
-  WORKER_BASE: 16,
+  SESSION_OPEN: 5,
+  /** Threads waiting for an ordering lane to free up. */
+  LANE_WAITERS: 6,
+  /** Messages published by the main thread (int32, wraps). Own cache line: written per batch. */
+  PUB: 16,
+  /** Workers asleep waiting for `PUB` to move. Own cache line. */
+  SLEEPERS: 32,
+  /** Bumped when a record is marked done while the main thread waits for room. */
+  FREED: 48,
+  /** 1 while the main thread waits for room (on `FREED`). */
+  MAIN_WAITING: 49,
+  /** First per-worker word (stride {@linkcode WORKER_STRIDE}: one cache line each). */
+  WORKER_BASE: 64,
 } as const;
 
-/** Words per worker: in-flight record offset + 1, asleep flag, token, spare. */
-export const WORKER_STRIDE = 4;
+/** Words per worker: in-flight record offset + 1, asleep flag, spare (a cache line). */
+export const WORKER_STRIDE = 16;
 /** Most workers a pool may have. */
 export const MAX_WORKERS = 64;
 /** Per-worker word: offset + 1 of the record it is handling (0 = none). */
@@ -216,8 +216,10 @@ export function release(ctl: Int32Array, ring: Int32Array, pos: number, leaseRea
     if (Atomics.load(ctl, C.LANE_WAITERS) > 0) Atomics.notify(ctl, LANE_BASE + lane);
   }
   Atomics.store(ring, w + R.STATE, ST_DONE);
-  Atomics.add(ctl, C.FREED, 1);
-  if (Atomics.load(ctl, C.MAIN_WAITING) !== 0) Atomics.notify(ctl, C.FREED);
+  if (Atomics.load(ctl, C.MAIN_WAITING) !== 0) {
+    Atomics.add(ctl, C.FREED, 1);
+    Atomics.notify(ctl, C.FREED);
+  }
 }
 
 const decoder = new TextDecoder();

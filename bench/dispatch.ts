@@ -1,0 +1,355 @@
+/**
+ * `deno task bench dispatch [--quick]`: how fast messages get from a socket to `onMessage`.
+ *
+ * One run, side by side, 64 B and 16 KiB binary messages, a no-op and a 1 ms CPU handler:
+ * (a) the raw `WebSocket` receive rate with a no-op handler on the main thread (the limit);
+ * (b) wse, `onMessage` on the main thread; (c) wse with 1, 2 and N workers (SharedArrayBuffer ring);
+ * (d) `npm:ws` + `npm:piscina`, one task per message; (e) the same workers fed by one
+ * `postMessage` per message. Plus the added latency from the socket to handler start at
+ * 10,000 msg/s through the pool.
+ *
+ * The sender is a separate process (`dispatch_sender.ts`): a raw TCP server writing prebuilt frames,
+ * up to 1000 per write. (b) and (c) go through `WebSocketEngine` (whatwg adapter, the same
+ * `WebSocket` as (a)).
+ */
+
+import WS from "ws";
+import { Piscina } from "piscina";
+import { median, percentile, type Row, writeReport } from "./lib/report.ts";
+import { WebSocketEngine } from "../src/engine/engine.ts";
+import { whatwgAdapter } from "../src/transport/whatwg_adapter.ts";
+import type { AdapterConnection, WebSocketAdapter } from "../src/transport/types.ts";
+import { PoolDispatcher } from "../src/pool/pool.ts";
+import { handle } from "./dispatch_handler.ts";
+
+const HANDLER = new URL("./dispatch_handler.ts", import.meta.url);
+const CORES = navigator.hardwareConcurrency || 2;
+
+interface Job {
+  n: number;
+  size: number;
+  cpu: number;
+  rate?: number;
+}
+
+let port = 0;
+const url = (j: Job) =>
+  `ws://127.0.0.1:${port}/?n=${j.n}&size=${j.size}&cpu=${j.cpu}&rate=${j.rate ?? 0}`;
+
+interface Done {
+  starts: number[];
+  seqs: number[];
+}
+
+/** Resolves on the handler's final report; collects latency batches from every worker. */
+function finalReport(timeoutMs: number): { promise: Promise<Done>; cancel(): void } {
+  const bc = new BroadcastChannel("wse-bench-dispatch");
+  const acc: Done = { starts: [], seqs: [] };
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const promise = new Promise<Done>((resolve, reject) => {
+    timer = setTimeout(() => reject(new Error("benchmark run timed out")), timeoutMs);
+    bc.onmessage = (e) => {
+      acc.starts.push(...e.data.starts);
+      acc.seqs.push(...e.data.seqs);
+      if (e.data.done) {
+        clearTimeout(timer);
+        // stragglers from other workers
+        setTimeout(() => {
+          bc.close();
+          resolve(acc);
+        }, 50);
+      }
+    };
+  }).finally(() => clearTimeout(timer));
+  return {
+    promise,
+    cancel: () => {
+      clearTimeout(timer);
+      bc.close();
+    },
+  };
+}
+
+/** (a): the runtime's WebSocket, no-op handler on the main thread. */
+async function raw(j: Job): Promise<number> {
+  const ws = new WebSocket(url(j));
+  ws.binaryType = "arraybuffer";
+  let t0 = 0;
+  let count = 0;
+  await new Promise<void>((resolve, reject) => {
+    ws.onopen = () => t0 = performance.now();
+    ws.onerror = () => reject(new Error("raw websocket error"));
+    ws.onmessage = () => {
+      if (++count === j.n) resolve();
+    };
+  });
+  const rate = j.n / ((performance.now() - t0) / 1000);
+  await closeWs(ws);
+  return rate;
+}
+
+function closeWs(ws: WebSocket): Promise<void> {
+  return new Promise((r) => {
+    ws.onclose = () => r();
+    ws.close();
+  });
+}
+
+/** An adapter that also stamps each message's arrival (for latency) on the socket itself. */
+function stampingAdapter(recv?: Float64Array): WebSocketAdapter {
+  const base = whatwgAdapter();
+  return {
+    name: base.name,
+    async dial(u, options): Promise<AdapterConnection> {
+      const conn = await base.dial(u, options);
+      if (recv) {
+        (conn.underlying as WebSocket).addEventListener("message", (e: MessageEvent) => {
+          const seq = new DataView(e.data as ArrayBuffer).getUint32(0);
+          recv[seq] = performance.timeOrigin + performance.now();
+        });
+      }
+      return conn;
+    },
+  };
+}
+
+/** (b) and (c): through the engine; `workers` 0 = inline. */
+async function engine(j: Job, workers: number, recv?: Float64Array): Promise<[number, Done]> {
+  const report = finalReport(120_000);
+  let t0 = 0;
+  const e = new WebSocketEngine({
+    url: url(j),
+    adapter: stampingAdapter(recv),
+    reconnect: false,
+    maxQueuedBytes: 1 << 30,
+    client: {
+      onOpen: () => {
+        t0 = performance.now();
+      },
+      onMessage: workers ? undefined : (m) => {
+        if (m.type === "binary") handle(m.data);
+      },
+    },
+    dispatcher: workers
+      ? () => new PoolDispatcher({ module: HANDLER, count: workers, ringBytes: 4 << 20 })
+      : undefined,
+  });
+  try {
+    await e.start();
+    const done = await report.promise;
+    const rate = j.n / ((performance.now() - t0) / 1000);
+    return [rate, done];
+  } finally {
+    report.cancel();
+    await e.stop();
+  }
+}
+
+/** (c, diagnostic): the pool fed straight from the runtime's WebSocket, no engine in between. */
+async function direct(j: Job, workers: number): Promise<number> {
+  const pool = new PoolDispatcher({ module: HANDLER, count: workers, ringBytes: 4 << 20 });
+  await pool.init();
+  pool.attach({
+    sessionId: "bench",
+    send: () => Promise.resolve(),
+    restart: () => {},
+    exit: () => {},
+    reportError: (e) => console.error(e),
+  });
+  const report = finalReport(120_000);
+  const ws = new WebSocket(url(j));
+  ws.binaryType = "arraybuffer";
+  let t0 = 0;
+  const backlog: Uint8Array[] = [];
+  let draining = false;
+  const drain = async () => {
+    draining = true;
+    for (let i = 0; i < 1e9 && backlog.length; i++) {
+      if (pool.push({ type: "binary", data: backlog[0] })) backlog.shift();
+      else await pool.writable();
+    }
+    draining = false;
+  };
+  ws.onopen = () => t0 = performance.now();
+  ws.onmessage = (e) => {
+    const data = new Uint8Array(e.data);
+    if (backlog.length || !pool.push({ type: "binary", data })) {
+      backlog.push(data);
+      if (!draining) drain();
+    }
+  };
+  try {
+    await report.promise;
+    return j.n / ((performance.now() - t0) / 1000);
+  } finally {
+    report.cancel();
+    await closeWs(ws);
+    await pool.close(1000);
+  }
+}
+
+/** (d): npm:ws + piscina, one task per message. */
+async function piscina(j: Job, pool: Piscina): Promise<number> {
+  const ws = new WS(url(j));
+  let t0 = 0, done = 0;
+  await new Promise<void>((resolve, reject) => {
+    ws.on("open", () => t0 = performance.now());
+    ws.on("error", reject);
+    ws.on("message", (data: Uint8Array) => {
+      pool.run(data).then(() => {
+        if (++done === j.n) resolve();
+      }, reject);
+    });
+  });
+  const rate = j.n / ((performance.now() - t0) / 1000);
+  await new Promise<void>((r) => {
+    ws.once("close", () => r());
+    ws.close();
+  });
+  return rate;
+}
+
+/** (e): the same handler in N workers, one postMessage per message, round-robin. */
+async function postMessagePool(j: Job, workers: Worker[]): Promise<number> {
+  const report = finalReport(120_000);
+  const ws = new WebSocket(url(j));
+  ws.binaryType = "arraybuffer";
+  let t0 = 0, i = 0;
+  ws.onopen = () => t0 = performance.now();
+  ws.onmessage = (e) => workers[i++ % workers.length].postMessage(e.data, [e.data]);
+  try {
+    await report.promise;
+    return j.n / ((performance.now() - t0) / 1000);
+  } finally {
+    report.cancel();
+    await closeWs(ws);
+  }
+}
+
+async function spawnPm(count: number): Promise<Worker[]> {
+  const ws = Array.from(
+    { length: count },
+    () => new Worker(new URL("./dispatch_pm_worker.ts", import.meta.url), { type: "module" }),
+  );
+  await new Promise((r) => setTimeout(r, 300)); // module load
+  return ws;
+}
+
+/** Exported entry point (`bench/main.ts`). */
+export async function main(flags: string[]): Promise<void> {
+  const quick = flags.includes("--quick");
+  const sets = quick ? 1 : 3;
+  const sender = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./dispatch_sender.ts", import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = sender.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  port = Number((await reader.read()).value!.trim());
+
+  const piscinaPool = new Piscina({
+    filename: new URL("./dispatch_piscina_worker.ts", import.meta.url).href,
+    minThreads: CORES,
+    maxThreads: CORES,
+  });
+  const pm = await spawnPm(CORES);
+  const workerCounts = [...new Set([1, 2, CORES])];
+  const results = new Map<string, { group: string; name: string; rates: number[] }>();
+  const add = (group: string, name: string, rate: number) => {
+    const k = `${group}/${name}`;
+    if (!results.has(k)) results.set(k, { group, name, rates: [] });
+    results.get(k)!.rates.push(rate);
+  };
+
+  const scale = quick ? 1 : 3;
+  const groups = [
+    { group: "no-op 64 B", size: 64, cpu: 0, fast: 200_000 * scale, slow: 20_000 * scale },
+    { group: "no-op 16 KiB", size: 16384, cpu: 0, fast: 20_000 * scale, slow: 8_000 * scale },
+    { group: "1 ms CPU 64 B", size: 64, cpu: 1, fast: 1_000 * scale, slow: 1_000 * scale },
+    { group: "1 ms CPU 16 KiB", size: 16384, cpu: 1, fast: 1_000 * scale, slow: 1_000 * scale },
+  ];
+  const latency = { pool: [] as number[], inline: [] as number[] };
+  try {
+    for (let s = 0; s < sets; s++) {
+      for (const g of flags.includes("--latency-only") ? [] : groups) {
+        const job = (n: number): Job => ({ n, size: g.size, cpu: g.cpu });
+        if (g.cpu === 0) add(g.group, "(a) raw WebSocket, no-op", await raw(job(g.fast)));
+        if (flags.includes("--direct-only")) {
+          if (g.cpu === 0) add(g.group, "direct", await direct(job(g.fast), CORES));
+          continue;
+        }
+        add(g.group, "(b) wse inline (main thread)", (await engine(job(g.fast), 0))[0]);
+        for (const w of workerCounts) {
+          add(g.group, `(c) wse ${w} worker${w > 1 ? "s" : ""}`, (await engine(job(g.fast), w))[0]);
+        }
+        if (g.cpu === 0) {
+          add(g.group, `(c') pool ${CORES} workers, no engine`, await direct(job(g.fast), CORES));
+        }
+        add(g.group, `(d) ws + piscina ${CORES} threads`, await piscina(job(g.slow), piscinaPool));
+        add(g.group, `(e) postMessage ${CORES} workers`, await postMessagePool(job(g.slow), pm));
+        console.error(`  set ${s + 1}/${sets}: ${g.group} done`);
+      }
+      // added latency at 10,000 msg/s: through the pool, and inline for comparison
+      const n = quick ? 10_000 : 30_000;
+      for (const [key, workers] of [["pool", CORES], ["inline", 0]] as const) {
+        const recv = new Float64Array(n);
+        const [, done] = await engine({ n, size: 64, cpu: 0, rate: 10_000 }, workers, recv);
+        const added = done.seqs.map((seq, i) => done.starts[i] - recv[seq]).filter((x) =>
+          Number.isFinite(x) && x > -1
+        );
+        latency[key].push(...added.slice(Math.floor(added.length / 10))); // skip warm-up
+      }
+    }
+  } finally {
+    for (const w of pm) w.terminate();
+    await piscinaPool.destroy();
+    sender.kill();
+    await reader.cancel();
+    await sender.status;
+  }
+
+  const rows: Row[] = [...results.values()].map((r) => ({
+    group: r.group,
+    name: r.name,
+    rate: median(r.rates),
+  }));
+  const rate = (group: string, prefix: string) =>
+    rows.find((r) => r.group === group && r.name.startsWith(prefix))?.rate ?? NaN;
+  const N = `(c) wse ${CORES} worker${CORES > 1 ? "s" : ""}`;
+  const p99 = percentile(latency.pool, 99);
+  for (
+    const [key, name] of [["pool", `(c) wse ${CORES} workers`], [
+      "inline",
+      "(b) wse inline",
+    ]] as const
+  ) {
+    const l = latency[key];
+    rows.push({
+      group: "added latency at 10,000 msg/s, p99 (ms)",
+      name,
+      rate: percentile(l, 99),
+      extra: {
+        p50: percentile(l, 50),
+        p99: percentile(l, 99),
+        max: Math.max(...l),
+        samples: l.length,
+      },
+    });
+  }
+  const ratios = {
+    pool_vs_raw_noop_64: rate("no-op 64 B", N) / rate("no-op 64 B", "(a)"),
+    pool_vs_piscina_noop_64: rate("no-op 64 B", N) / rate("no-op 64 B", "(d)"),
+    cpu_2workers_vs_inline: rate("1 ms CPU 64 B", "(c) wse 2 workers") /
+      rate("1 ms CPU 64 B", "(b)"),
+    p99_added_latency_ms: p99,
+  };
+  await writeReport("dispatch", "Socket → onMessage dispatch (msg/s)", rows, ratios, {
+    sets,
+    quick,
+    sender: "separate process, raw TCP, prebuilt frames, up to 1000 per write",
+    through: "WebSocketEngine (whatwg adapter) with PoolDispatcher via the dispatcher option",
+    cores: CORES,
+  });
+}
+
+if (import.meta.main) await main(Deno.args);
