@@ -74,6 +74,13 @@ export { wsAdapter, type WsAdapterOptions } from "./src/transport/ws_adapter.ts"
 export { type EchoServer, startEchoServer } from "./src/testing/echo_server.ts";
 
 // ---- pool (issue 3) ----
+export {
+  PoolDispatcher,
+  type PoolOptions,
+  poolOptionsProblem,
+  WorkerDiedError,
+} from "./src/pool/pool.ts";
+export type { PoolMessageContext, PoolWorkerModule } from "./src/pool/types.ts";
 
 // ---- protocol and own transport (issue 4) ----
 export {

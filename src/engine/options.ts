@@ -24,6 +24,7 @@ import type { Dispatcher } from "./dispatcher.ts";
 import { EngineOptionError } from "./errors.ts";
 import type { CloseError } from "./errors.ts";
 import { InlineDispatcher } from "./inline_dispatcher.ts";
+import { PoolDispatcher, type PoolOptions, poolOptionsProblem } from "../pool/pool.ts";
 
 /** A close frame: what `onClose` may return, and what the engine then sends. */
 export interface CloseFrame {
@@ -154,6 +155,13 @@ export interface EngineOptions {
   /** Advanced: who runs `onMessage`. Default an `InlineDispatcher` (main thread). */
   dispatcher?: DispatcherFactory;
   // ---- worker pool (issue 3): add the `workers` option here, and map it in resolveOptions ----
+  /**
+   * Runs `onMessage` in a pool of Web Workers fed through a SharedArrayBuffer ring (then
+   * `client.onMessage` is not used): `module` exports `onMessage` (pass a `URL`,
+   * `new URL("./handler.ts", import.meta.url)`), `count` defaults to the number of cores.
+   * Not combinable with `dispatcher`.
+   */
+  workers?: PoolOptions;
 }
 
 /** Options after defaults and validation. */
@@ -368,7 +376,15 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
   }
 
   // ---- worker pool (issue 3): choose the PoolDispatcher here when `workers` is set ----
-  const dispatcher: DispatcherFactory = options.dispatcher ??
+  let pool: DispatcherFactory | undefined;
+  if (options.workers !== undefined) {
+    const w = options.workers;
+    if (options.dispatcher !== undefined) fail("workers", "cannot be combined with dispatcher", w);
+    const problem = poolOptionsProblem(w);
+    if (problem) fail(`workers${problem.field}`, problem.rule, problem.value);
+    pool = () => new PoolDispatcher(w);
+  }
+  const dispatcher: DispatcherFactory = options.dispatcher ?? pool ??
     ((c) => new InlineDispatcher(c.onMessage?.bind(c), { maxQueued: queueLength }));
 
   return {

@@ -79,6 +79,44 @@ export interface PoolOptions {
 }
 
 /**
+ * Checks {@linkcode PoolOptions}: returns the first problem (a field suffix such as `".count"`,
+ * the rule, the value), or undefined when they are valid.
+ *
+ * @example
+ * ```ts
+ * import { poolOptionsProblem } from "./pool.ts";
+ * console.log(poolOptionsProblem({ module: "./h.ts", count: 0 })?.rule);
+ * ```
+ */
+export function poolOptionsProblem(
+  options: PoolOptions,
+): { field: string; rule: string; value: unknown } | undefined {
+  if (typeof options !== "object" || options === null) {
+    return { field: "", rule: "must be an object { module, count?, ... }", value: options };
+  }
+  if (!(typeof options.module === "string" || options.module instanceof URL)) {
+    return { field: ".module", rule: "must be a URL or a string", value: options.module };
+  }
+  const c = options.count;
+  if (c !== undefined && (!Number.isInteger(c) || c < 1 || c > MAX_WORKERS)) {
+    return { field: ".count", rule: `must be an integer in 1..${MAX_WORKERS}`, value: c };
+  }
+  const r = options.ringBytes;
+  if (r !== undefined && !(typeof r === "number" && r >= 256 && r <= 2 ** 30)) {
+    return { field: ".ringBytes", rule: "must be a number of bytes in 256..2^30", value: r };
+  }
+  const k = options.orderingKey;
+  if (k !== undefined && typeof k !== "function") {
+    return { field: ".orderingKey", rule: "must be a function (message) => key", value: k };
+  }
+  const m = options.maxMessageBytes;
+  if (m !== undefined && !(typeof m === "number" && m > 0)) {
+    return { field: ".maxMessageBytes", rule: "must be a number > 0", value: m };
+  }
+  return undefined;
+}
+
+/**
  * A worker died (uncaught error, `close()`) with a message in flight, or while idle.
  *
  * @example
@@ -192,19 +230,16 @@ export class PoolDispatcher implements Dispatcher {
 
   /** Creates the shared memory; workers start in {@linkcode PoolDispatcher.init}. */
   constructor(options: PoolOptions) {
-    this.#moduleUrl = resolveModule(options.module);
-    const count = options.count ?? navigator.hardwareConcurrency ?? 1;
-    if (!Number.isInteger(count) || count < 1 || count > MAX_WORKERS) {
-      throw new RangeError(`workers.count must be an integer in 1..${MAX_WORKERS}, got ${count}`);
+    const problem = poolOptionsProblem(options);
+    if (problem) {
+      throw new RangeError(`workers${problem.field} ${problem.rule}, got ${String(problem.value)}`);
     }
-    this.#count = count;
+    this.#moduleUrl = resolveModule(options.module);
+    this.#count = Math.min(MAX_WORKERS, options.count ?? navigator.hardwareConcurrency ?? 1);
     this.#key = options.orderingKey;
     this.#initTimeoutMs = options.initTimeoutMs ?? 30_000;
     this.#batch = Math.max(1, options.publishBatch ?? 256);
     const ringBytes = align8(options.ringBytes ?? 4 * 1024 * 1024);
-    if (!(ringBytes >= 256) || ringBytes > 2 ** 30) {
-      throw new RangeError(`workers.ringBytes must be in 256..2^30, got ${options.ringBytes}`);
-    }
     this.#cap = ringBytes;
     this.#ctl = new Int32Array(new SharedArrayBuffer(CONTROL_BYTES));
     const ring = new SharedArrayBuffer(ringBytes);
