@@ -16,7 +16,15 @@
 import type { WireMessage } from "../transport/types.ts";
 import type { TraceCarrier } from "../engine/dispatcher.ts";
 
-/** Word indices of the control block (an `Int32Array`). */
+/**
+ * Word indices of the control block (an `Int32Array`).
+ *
+ * @example
+ * ```ts
+ * import { C } from "./ring.ts";
+ * console.log(C);
+ * ```
+ */
 export const C = {
   /** The read lock / pause button: 0 when free, else the owner's token (main = 1). */
   LOCK: 0,
@@ -44,28 +52,116 @@ export const C = {
   WORKER_BASE: 64,
 } as const;
 
-/** Words per worker: in-flight record offset + 1, asleep flag, spare (a cache line). */
+/**
+ * Words per worker: in-flight record offset + 1, asleep flag, spare (a cache line).
+ *
+ * @example
+ * ```ts
+ * import { WORKER_STRIDE } from "./ring.ts";
+ * console.log(WORKER_STRIDE);
+ * ```
+ */
 export const WORKER_STRIDE = 16;
-/** Most workers a pool may have. */
+/**
+ * Most workers a pool may have.
+ *
+ * @example
+ * ```ts
+ * import { MAX_WORKERS } from "./ring.ts";
+ * console.log(MAX_WORKERS);
+ * ```
+ */
 export const MAX_WORKERS = 64;
-/** Per-worker word: offset + 1 of the record it is handling (0 = none). */
+/**
+ * Per-worker word: offset + 1 of the record it is handling (0 = none).
+ *
+ * @example
+ * ```ts
+ * import { W_INFLIGHT } from "./ring.ts";
+ * console.log(W_INFLIGHT);
+ * ```
+ */
 export const W_INFLIGHT = 0;
-/** Per-worker word: 1 while asleep on `PUB`. */
+/**
+ * Per-worker word: 1 while asleep on `PUB`.
+ *
+ * @example
+ * ```ts
+ * import { W_ASLEEP } from "./ring.ts";
+ * console.log(W_ASLEEP);
+ * ```
+ */
 export const W_ASLEEP = 1;
-/** Ordering lanes: a key hashes to one; a busy lane holds back every later message on it. */
+/**
+ * Ordering lanes: a key hashes to one; a busy lane holds back every later message on it.
+ *
+ * @example
+ * ```ts
+ * import { LANES } from "./ring.ts";
+ * console.log(LANES);
+ * ```
+ */
 export const LANES = 1024;
-/** First lane word. */
+/**
+ * First lane word.
+ *
+ * @example
+ * ```ts
+ * import { LANE_BASE } from "./ring.ts";
+ * console.log(LANE_BASE);
+ * ```
+ */
 export const LANE_BASE = C.WORKER_BASE + MAX_WORKERS * WORKER_STRIDE;
-/** Session table: entries of {@linkcode SESSION_WORDS} words: generation, byte length, UTF-8 id. */
+/**
+ * Session table: entries of {@linkcode SESSION_WORDS} words: generation, byte length, UTF-8 id.
+ *
+ * @example
+ * ```ts
+ * import { SESSION_BASE } from "./ring.ts";
+ * console.log(SESSION_BASE);
+ * ```
+ */
 export const SESSION_BASE = LANE_BASE + LANES;
-/** Session entries (a message's session must be among the last this many). */
+/**
+ * Session entries (a message's session must be among the last this many).
+ *
+ * @example
+ * ```ts
+ * import { SESSION_ENTRIES } from "./ring.ts";
+ * console.log(SESSION_ENTRIES);
+ * ```
+ */
 export const SESSION_ENTRIES = 8;
-/** Words per session entry. */
+/**
+ * Words per session entry.
+ *
+ * @example
+ * ```ts
+ * import { SESSION_WORDS } from "./ring.ts";
+ * console.log(SESSION_WORDS);
+ * ```
+ */
 export const SESSION_WORDS = 64;
-/** Size of the control block in bytes. */
+/**
+ * Size of the control block in bytes.
+ *
+ * @example
+ * ```ts
+ * import { CONTROL_BYTES } from "./ring.ts";
+ * console.log(CONTROL_BYTES);
+ * ```
+ */
 export const CONTROL_BYTES = (SESSION_BASE + SESSION_ENTRIES * SESSION_WORDS) * 4;
 
-/** Record header words (the header is {@linkcode HEADER} bytes). */
+/**
+ * Record header words (the header is {@linkcode HEADER} bytes).
+ *
+ * @example
+ * ```ts
+ * import { R } from "./ring.ts";
+ * console.log(R);
+ * ```
+ */
 export const R = {
   /** 0 written, 1 claimed, 2 done. */
   STATE: 0,
@@ -84,22 +180,86 @@ export const R = {
   /** Sequence number (diagnostics). */
   SEQ: 7,
 } as const;
-/** Record header size in bytes. */
+/**
+ * Record header size in bytes.
+ *
+ * @example
+ * ```ts
+ * import { HEADER } from "./ring.ts";
+ * console.log(HEADER);
+ * ```
+ */
 export const HEADER = 32;
-/** Record state: written by the main thread, not yet claimed. */
+/**
+ * Record state: written by the main thread, not yet claimed.
+ *
+ * @example
+ * ```ts
+ * import { ST_WRITTEN } from "./ring.ts";
+ * console.log(ST_WRITTEN);
+ * ```
+ */
 export const ST_WRITTEN = 0;
-/** Record state: claimed by a reader. */
+/**
+ * Record state: claimed by a reader.
+ *
+ * @example
+ * ```ts
+ * import { ST_CLAIMED } from "./ring.ts";
+ * console.log(ST_CLAIMED);
+ * ```
+ */
 export const ST_CLAIMED = 1;
-/** Record state: done, its bytes may be reused. */
+/**
+ * Record state: done, its bytes may be reused.
+ *
+ * @example
+ * ```ts
+ * import { ST_DONE } from "./ring.ts";
+ * console.log(ST_DONE);
+ * ```
+ */
 export const ST_DONE = 2;
-/** Kind bit: binary message. */
+/**
+ * Kind bit: binary message.
+ *
+ * @example
+ * ```ts
+ * import { K_BINARY } from "./ring.ts";
+ * console.log(K_BINARY);
+ * ```
+ */
 export const K_BINARY = 1;
-/** Kind bit: payload lives in the side channel. */
+/**
+ * Kind bit: payload lives in the side channel.
+ *
+ * @example
+ * ```ts
+ * import { K_OVERSIZE } from "./ring.ts";
+ * console.log(K_OVERSIZE);
+ * ```
+ */
 export const K_OVERSIZE = 2;
-/** Lock token of the main thread. */
+/**
+ * Lock token of the main thread.
+ *
+ * @example
+ * ```ts
+ * import { MAIN_TOKEN } from "./ring.ts";
+ * console.log(MAIN_TOKEN);
+ * ```
+ */
 export const MAIN_TOKEN = 1;
 
-/** The shared buffers, as posted to every worker. */
+/**
+ * The shared buffers, as posted to every worker.
+ *
+ * @example
+ * ```ts
+ * import { type SharedRing } from "./ring.ts";
+ * declare const x: SharedRing;
+ * ```
+ */
 export interface SharedRing {
   /** The control block. */
   control: SharedArrayBuffer;
@@ -109,12 +269,28 @@ export interface SharedRing {
   side: SharedArrayBuffer;
 }
 
-/** Rounds up to a multiple of 8. */
+/**
+ * Rounds up to a multiple of 8.
+ *
+ * @example
+ * ```ts
+ * import { align8 } from "./ring.ts";
+ * console.log(align8(13)); // 16
+ * ```
+ */
 export function align8(n: number): number {
   return (n + 7) & ~7;
 }
 
-/** Hashes an ordering key to a lane. */
+/**
+ * Hashes an ordering key to a lane.
+ *
+ * @example
+ * ```ts
+ * import { laneOf } from "./ring.ts";
+ * console.log(laneOf("user-42") === laneOf("user-42")); // true
+ * ```
+ */
 export function laneOf(key: string | number): number {
   if (typeof key === "number") {
     const k = Number.isInteger(key) ? key : Math.floor(key * 2654435761);
@@ -127,6 +303,13 @@ export function laneOf(key: string | number): number {
 
 /**
  * Tries to take the lock without waiting.
+ *
+ * @example
+ * ```ts
+ * import { tryLock, CONTROL_BYTES, MAIN_TOKEN, unlock, writeSession, readSession, CLAIM_EMPTY } from "./ring.ts";
+ * const ctl = new Int32Array(new SharedArrayBuffer(CONTROL_BYTES));
+ * if (tryLock(ctl, MAIN_TOKEN)) unlock(ctl, MAIN_TOKEN);
+ * ```
  */
 export function tryLock(ctl: Int32Array, token: number): boolean {
   return Atomics.compareExchange(ctl, C.LOCK, 0, token) === 0;
@@ -135,6 +318,14 @@ export function tryLock(ctl: Int32Array, token: number): boolean {
 /**
  * Takes the lock, waiting with `Atomics.waitAsync` (never blocking the event loop).
  * Rejects with the signal's reason if it aborts first.
+ *
+ * @example
+ * ```ts
+ * import { lockAsync, CONTROL_BYTES, MAIN_TOKEN, unlock, tryLock, writeSession, readSession, CLAIM_EMPTY } from "./ring.ts";
+ * const ctl = new Int32Array(new SharedArrayBuffer(CONTROL_BYTES));
+ * await lockAsync(ctl, MAIN_TOKEN);
+ * unlock(ctl, MAIN_TOKEN);
+ * ```
  */
 export async function lockAsync(
   ctl: Int32Array,
@@ -157,13 +348,30 @@ export async function lockAsync(
   }
 }
 
-/** Releases the lock held by `token` (no-op if someone else holds it). */
+/**
+ * Releases the lock held by `token` (no-op if someone else holds it).
+ *
+ * @example
+ * ```ts
+ * import { unlock, CONTROL_BYTES, MAIN_TOKEN, tryLock, writeSession, readSession, CLAIM_EMPTY } from "./ring.ts";
+ * const ctl = new Int32Array(new SharedArrayBuffer(CONTROL_BYTES));
+ * if (tryLock(ctl, MAIN_TOKEN)) unlock(ctl, MAIN_TOKEN);
+ * ```
+ */
 export function unlock(ctl: Int32Array, token: number): void {
   if (Atomics.compareExchange(ctl, C.LOCK, token, 0) !== token) return;
   if (Atomics.load(ctl, C.LOCK_WAITERS) > 0) Atomics.notify(ctl, C.LOCK, 1);
 }
 
-/** What {@linkcode claim} found. */
+/**
+ * What {@linkcode claim} found.
+ *
+ * @example
+ * ```ts
+ * import { CLAIM_EMPTY } from "./ring.ts";
+ * console.log(CLAIM_EMPTY);
+ * ```
+ */
 export const CLAIM_EMPTY = -1;
 
 /**
@@ -171,6 +379,14 @@ export const CLAIM_EMPTY = -1;
  * {@linkcode CLAIM_EMPTY}, or `-2 - lane` when the next record's ordering lane is busy (then
  * nothing is claimed). `inflightWord` (per-worker) is set before the claim becomes visible, so a
  * reader that dies mid-claim leaves a trace the main thread can recover from.
+ *
+ * @example
+ * ```ts
+ * import { claim, CONTROL_BYTES, MAIN_TOKEN, unlock, tryLock, writeSession, readSession, CLAIM_EMPTY } from "./ring.ts";
+ * const ctl = new Int32Array(new SharedArrayBuffer(CONTROL_BYTES));
+ * const ring = new Int32Array(new SharedArrayBuffer(1024));
+ * console.log(claim(ctl, ring, true, -1) === CLAIM_EMPTY); // true: nothing published
+ * ```
  */
 export function claim(
   ctl: Int32Array,
@@ -206,6 +422,13 @@ export function claim(
 
 /**
  * Marks a claimed record done: frees its lane and its bytes, and wakes whoever waits for either.
+ *
+ * @example
+ * ```ts
+ * import { release } from "./ring.ts";
+ * declare const ctl: Int32Array, ring: Int32Array, pos: number;
+ * release(ctl, ring, pos); // after handling the record claimed at pos
+ * ```
  */
 export function release(ctl: Int32Array, ring: Int32Array, pos: number, leaseRead = false): void {
   const w = pos >> 2;
@@ -224,7 +447,17 @@ export function release(ctl: Int32Array, ring: Int32Array, pos: number, leaseRea
 
 const decoder = new TextDecoder();
 
-/** Reads a session id from the session table, or "" if its entry was reused. */
+/**
+ * Reads a session id from the session table, or "" if its entry was reused.
+ *
+ * @example
+ * ```ts
+ * import { readSession, CONTROL_BYTES, MAIN_TOKEN, unlock, tryLock, writeSession, CLAIM_EMPTY } from "./ring.ts";
+ * const ctl = new Int32Array(new SharedArrayBuffer(CONTROL_BYTES));
+ * writeSession(ctl, 1, "abc");
+ * console.log(readSession(ctl, 1)); // "abc"
+ * ```
+ */
 export function readSession(ctl: Int32Array, gen: number): string {
   const base = SESSION_BASE + (gen % SESSION_ENTRIES) * SESSION_WORDS;
   if (Atomics.load(ctl, base) !== gen) return "";
@@ -234,7 +467,17 @@ export function readSession(ctl: Int32Array, gen: number): string {
   return decoder.decode(bytes);
 }
 
-/** Writes a session id into the session table (main thread, before any message of `gen`). */
+/**
+ * Writes a session id into the session table (main thread, before any message of `gen`).
+ *
+ * @example
+ * ```ts
+ * import { writeSession, CONTROL_BYTES, MAIN_TOKEN, unlock, tryLock, readSession, CLAIM_EMPTY } from "./ring.ts";
+ * const ctl = new Int32Array(new SharedArrayBuffer(CONTROL_BYTES));
+ * writeSession(ctl, 1, "abc");
+ * console.log(readSession(ctl, 1)); // "abc"
+ * ```
+ */
 export function writeSession(ctl: Int32Array, gen: number, id: string): void {
   const base = SESSION_BASE + (gen % SESSION_ENTRIES) * SESSION_WORDS;
   const max = (SESSION_WORDS - 2) * 4;
@@ -244,7 +487,15 @@ export function writeSession(ctl: Int32Array, gen: number, id: string): void {
   Atomics.store(ctl, base, gen);
 }
 
-/** A decoded record. */
+/**
+ * A decoded record.
+ *
+ * @example
+ * ```ts
+ * import { type Decoded } from "./ring.ts";
+ * declare const x: Decoded;
+ * ```
+ */
 export interface Decoded {
   /** The message: binary data is a view into shared memory unless `copy` was asked for. */
   message: WireMessage;
@@ -257,6 +508,13 @@ export interface Decoded {
 /**
  * Decodes the record at `pos`. With `copy` false, binary data is a view valid until the record is
  * released; text is always a fresh string.
+ *
+ * @example
+ * ```ts
+ * import { decode } from "./ring.ts";
+ * declare const u8: Uint8Array, i32: Int32Array, side: SharedArrayBuffer, pos: number;
+ * const { message } = decode(u8, i32, side, pos, true);
+ * ```
  */
 export function decode(
   ringBytes: Uint8Array,
