@@ -27,7 +27,9 @@
 import { encodeClosePayload } from "../protocol/close.ts";
 import type { ProtocolConnection } from "../protocol/connection.ts";
 import type { ProtocolError } from "../protocol/errors.ts";
-import { encodeFrame, Opcode } from "../protocol/frames.ts";
+import { encodeFrame, encodeFrameHeader, Opcode } from "../protocol/frames.ts";
+import { applyMask } from "../protocol/mask.ts";
+import { nextMaskKey, recycleBuffer, takeBuffer } from "./tcp_buffers.ts";
 import { deferred, TimeoutError } from "../util/async.ts";
 import { IncomingQueue } from "./incoming_queue.ts";
 import type { ByteStream, StreamAddr } from "./tcp_stream.ts";
@@ -127,6 +129,8 @@ interface PingWaiter {
 
 const RESOLVED = Promise.resolve();
 const SMALL = 64 * 1024;
+/** Binary messages from this size on are framed into pooled buffers (see tcp_buffers.ts). */
+const FAST_MIN = 512;
 const BATCH = 256 * 1024;
 
 /**
@@ -161,10 +165,18 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
 
   // writes
   #pending: Uint8Array[] = [];
+  /** Parallel to #pending: the pooled buffer under each frame, to recycle once written. */
+  #backing: (Uint8Array | null)[] = [];
+  /** Binary messages are framed here (pooled buffers) instead of by the codec: no deflate. */
+  readonly #fastBinary: boolean;
+  /** A fragmented message opened with sendFrame is still open. */
+  #fragOpen = false;
   #pendingBytes = 0;
   #inflight = 0;
   #writing = false;
   #flushScheduled = false;
+  /** The pooled buffer of the write in flight, recycled once the write resolved. */
+  #spent: Uint8Array | null = null;
   #idleWaiters: (() => void)[] = [];
   #drainWaiters: { resolve(): void; reject(e: unknown): void }[] = [];
 
@@ -237,6 +249,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
         if (e.policy === "close") this.#fail(1008, "unread messages exceeded maxQueuedBytes");
       },
     });
+    this.#fastBinary = !/permessage-deflate/i.test(init.handshake.extensions);
     if (init.initial && init.initial.length) this.#feed(init.initial);
     if (o.pingIntervalMs && o.pingIntervalMs > 0) this.#startKeepAlive(o.pingIntervalMs);
     void this.#readLoop();
@@ -339,6 +352,17 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     if (this.#state !== "open" || this.#p.closeSent) {
       return Promise.reject(new ConnectionClosedError("the connection is closing", this.#info));
     }
+    if (
+      typeof data !== "string" && this.#fastBinary && !this.#fragOpen &&
+      data.length >= FAST_MIN && this.#stream.reusableAfterWrite
+    ) {
+      this.#collect(); // keep order with whatever the codec queued (pongs)
+      this.#enqueueBinary(data);
+      this.#messagesOut++;
+      return this.bufferedAmount <= this.#writeHigh
+        ? RESOLVED
+        : new Promise<void>((resolve, reject) => this.#drainWaiters.push({ resolve, reject }));
+    }
     try {
       if (typeof data === "string") this.#p.sendText(data);
       else this.#p.sendBinary(data);
@@ -363,6 +387,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     } catch (e) {
       return Promise.reject(e); // out-of-order fragment, reserved opcode, oversized control frame
     }
+    if (opcode !== Opcode.Ping && opcode !== Opcode.Pong) this.#fragOpen = !fin;
     if (fin) this.#messagesOut++;
     return this.#afterQueue();
   }
@@ -623,8 +648,25 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     if (this.#state === "closed") return;
     for (const f of frames) {
       this.#pending.push(f);
+      this.#backing.push(null);
       this.#pendingBytes += f.length;
     }
+    this.#scheduleFlush();
+  }
+
+  /** One binary frame, encoded into a pooled buffer (masked with a fresh key on the client). */
+  #enqueueBinary(data: Uint8Array): void {
+    const mask = this.role === "client" ? nextMaskKey() : undefined;
+    const header = encodeFrameHeader(Opcode.Binary, data.length, { mask });
+    const size = header.length + data.length;
+    const backing = takeBuffer(size);
+    backing.set(header);
+    backing.set(data, header.length);
+    const frame = backing.subarray(0, size);
+    if (mask) applyMask(frame.subarray(header.length), mask);
+    this.#pending.push(frame);
+    this.#backing.push(backing);
+    this.#pendingBytes += size;
     this.#scheduleFlush();
   }
 
@@ -642,13 +684,18 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
       while (this.#pending.length && this.#state !== "closed") {
         const buf = this.#takeBatch();
         await this.#stream.write(buf);
+        const spent = this.#spent;
+        this.#spent = null;
+        if (spent) recycleBuffer(spent); // the runtime is done with it
         this.#bytesOut += buf.length;
         this.#inflight = 0;
         this.#wakeDrainWaiters();
       }
     } catch {
+      this.#spent = null;
       this.#inflight = 0;
       this.#pending = [];
+      this.#backing = [];
       this.#pendingBytes = 0;
       if (this.#state !== "closed") this.#onEof(); // broken pipe: the peer is gone
     } finally {
@@ -675,16 +722,23 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
       }
     }
     const chunks = this.#pending.splice(0, n);
+    const backings = this.#backing.splice(0, n);
     this.#pendingBytes -= total;
     this.#inflight = total;
-    if (n === 1) return first;
-    const buf = new Uint8Array(total);
-    let off = 0;
-    for (const c of chunks) {
-      buf.set(c, off);
-      off += c.length;
+    if (n === 1) {
+      this.#spent = backings[0];
+      return first;
     }
-    return buf;
+    const batch = takeBuffer(total);
+    let off = 0;
+    for (let i = 0; i < n; i++) {
+      batch.set(chunks[i], off);
+      off += chunks[i].length;
+      const b = backings[i];
+      if (b) recycleBuffer(b); // copied: free at once
+    }
+    this.#spent = this.#stream.reusableAfterWrite ? batch : null;
+    return batch.subarray(0, total);
   }
 
   #wakeDrainWaiters(): void {
@@ -752,6 +806,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     this.#drainWaiters = [];
     for (const w of ws) w.reject(closedError);
     this.#pending = [];
+    this.#backing = [];
     this.#pendingBytes = 0;
     // Settle only once the read and write loops have returned, so no op outlives the connection.
     const writeDone = this.#writing

@@ -50,6 +50,11 @@ export interface ByteStream {
   read(): Promise<Uint8Array | null>;
   /** Writes every byte; rejects when the socket is closed or broken. */
   write(bytes: Uint8Array): Promise<void>;
+  /**
+   * True when the bytes given to `write()` may be reused once it resolved (the runtime is done
+   * with them); false when the stream may still hold them (Node streams buffer the chunk).
+   */
+  readonly reusableAfterWrite: boolean;
   /** Closes the socket at once (idempotent). A pending `read()` resolves with `null`. */
   close(): void;
   /**
@@ -115,6 +120,7 @@ export function denoConnStream(conn: Deno.Conn): ByteStream {
 }
 
 class DenoConnStream implements ByteStream {
+  readonly reusableAfterWrite = true;
   readonly #conn: Deno.Conn;
   #buf = new Uint8Array(MIN_BUF);
   #small = 0;
@@ -218,6 +224,7 @@ export function nodeSocketStream(socket: Socket, head?: Uint8Array): ByteStream 
 }
 
 class NodeSocketStream implements ByteStream {
+  readonly reusableAfterWrite = false;
   readonly #socket: Socket;
   #chunks: Uint8Array[] = [];
   #buffered = 0;

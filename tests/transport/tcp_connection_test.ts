@@ -310,3 +310,30 @@ Deno.test({
     await s.close();
   },
 });
+
+Deno.test({
+  name: "tcp: pooled binary framing survives bursts, batching and recycling (both roles)",
+  ...SANITIZE,
+  async fn() {
+    const { s, url } = server(echo, { compression: false });
+    const ws = await connect(url, { compression: false });
+    const sizes = Array.from(
+      { length: 300 },
+      (_, i) => [512, 700, 1024, 4000, 65535, 70000][i % 6],
+    );
+    const sent = sizes.map((n, i) => new Uint8Array(n).fill(i & 255));
+    // No awaits between sends: frames pile up, get coalesced, and their buffers are recycled
+    // while later frames are still being encoded.
+    const acks = sent.map((b) => ws.send(b));
+    await Promise.all(acks);
+    for (let i = 0; i < sent.length; i++) {
+      const m = await next(ws);
+      assert.equal(m.type, "binary");
+      const d = m.data as Uint8Array;
+      assert.equal(d.length, sizes[i], `message ${i} length`);
+      assert.ok(d.every((x) => x === (i & 255)), `message ${i} content`);
+    }
+    await ws.close();
+    await s.close();
+  },
+});
