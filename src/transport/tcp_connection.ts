@@ -129,8 +129,9 @@ interface PingWaiter {
 
 const RESOLVED = Promise.resolve();
 const SMALL = 64 * 1024;
-/** Binary messages from this size on are framed into pooled buffers (see tcp_buffers.ts). */
+/** Data messages from this size (string length or bytes) on are framed into pooled buffers. */
 const FAST_MIN = 512;
+const UTF8 = new TextEncoder();
 const BATCH = 256 * 1024;
 
 /**
@@ -167,7 +168,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
   #pending: Uint8Array[] = [];
   /** Parallel to #pending: the pooled buffer under each frame, to recycle once written. */
   #backing: (Uint8Array | null)[] = [];
-  /** Binary messages are framed here (pooled buffers) instead of by the codec: no deflate. */
+  /** Data messages are framed here (pooled buffers) instead of by the codec: no deflate. */
   readonly #fastBinary: boolean;
   /** A fragmented message opened with sendFrame is still open. */
   #fragOpen = false;
@@ -353,11 +354,12 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
       return Promise.reject(new ConnectionClosedError("the connection is closing", this.#info));
     }
     if (
-      typeof data !== "string" && this.#fastBinary && !this.#fragOpen &&
-      data.length >= FAST_MIN && this.#stream.reusableAfterWrite
+      this.#fastBinary && !this.#fragOpen && data.length >= FAST_MIN &&
+      this.#stream.reusableAfterWrite
     ) {
       this.#collect(); // keep order with whatever the codec queued (pongs)
-      this.#enqueueBinary(data);
+      if (typeof data === "string") this.#enqueueText(data);
+      else this.#enqueueBinary(data);
       this.#messagesOut++;
       return this.bufferedAmount <= this.#writeHigh
         ? RESOLVED
@@ -651,6 +653,23 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
       this.#backing.push(null);
       this.#pendingBytes += f.length;
     }
+    this.#scheduleFlush();
+  }
+
+  /** One text frame, UTF-8 encoded straight into a pooled buffer behind room for the header. */
+  #enqueueText(text: string): void {
+    const room = this.role === "client" ? 14 : 10;
+    const backing = takeBuffer(room + text.length * 3);
+    const { written } = UTF8.encodeInto(text, backing.subarray(room));
+    const mask = this.role === "client" ? nextMaskKey() : undefined;
+    const header = encodeFrameHeader(Opcode.Text, written, { mask });
+    const start = room - header.length;
+    backing.set(header, start);
+    const frame = backing.subarray(start, room + written);
+    if (mask) applyMask(frame.subarray(header.length), mask);
+    this.#pending.push(frame);
+    this.#backing.push(backing);
+    this.#pendingBytes += frame.length;
     this.#scheduleFlush();
   }
 

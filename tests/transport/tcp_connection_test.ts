@@ -337,3 +337,27 @@ Deno.test({
     await s.close();
   },
 });
+
+Deno.test({
+  name: "tcp: pooled text framing keeps UTF-8 intact (multi-byte, lone surrogates), both roles",
+  ...SANITIZE,
+  async fn() {
+    const { s, url } = server(echo, { compression: false });
+    const ws = await connect(url, { compression: false });
+    const texts = [
+      "é".repeat(600),
+      "a".repeat(512),
+      "😀".repeat(5000),
+      "x".repeat(70_000) + "ü",
+      "bad \ud800 surrogate ".repeat(40),
+    ];
+    await Promise.all(texts.map((t) => ws.send(t)));
+    for (const t of texts) {
+      const m = await next(ws);
+      assert.equal(m.type, "text");
+      assert.equal(m.data, new TextDecoder().decode(new TextEncoder().encode(t)));
+    }
+    await ws.close();
+    await s.close();
+  },
+});
