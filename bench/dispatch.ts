@@ -10,7 +10,11 @@
  *
  * The sender is a separate process (`dispatch_sender.ts`): a raw TCP server writing prebuilt frames,
  * up to 1000 per write. (b) and (c) go through `WebSocketEngine` (whatwg adapter, the same
- * `WebSocket` as (a)).
+ * `WebSocket` as (a)). (c') feeds the pool straight from a `WebSocket`, without the engine.
+ *
+ * Diagnostic flags: `--latency-only` (only the latency runs), `--direct-only` (only (a) and (c')).
+ * The machine's load average at start and end goes into the results' notes: on a shared 2-core
+ * machine other processes skew every figure.
  */
 
 import WS from "ws";
@@ -130,9 +134,7 @@ async function engine(j: Job, workers: number, recv?: Float64Array): Promise<[nu
         if (m.type === "binary") handle(m.data);
       },
     },
-    dispatcher: workers
-      ? () => new PoolDispatcher({ module: HANDLER, count: workers, ringBytes: 4 << 20 })
-      : undefined,
+    workers: workers ? { module: HANDLER, count: workers, ringBytes: 4 << 20 } : undefined,
   });
   try {
     await e.start();
@@ -237,6 +239,7 @@ async function spawnPm(count: number): Promise<Worker[]> {
 
 /** Exported entry point (`bench/main.ts`). */
 export async function main(flags: string[]): Promise<void> {
+  const load0 = Deno.loadavg();
   const quick = flags.includes("--quick");
   const sets = quick ? 1 : 3;
   const sender = new Deno.Command(Deno.execPath(), {
@@ -347,7 +350,10 @@ export async function main(flags: string[]): Promise<void> {
     sets,
     quick,
     sender: "separate process, raw TCP, prebuilt frames, up to 1000 per write",
-    through: "WebSocketEngine (whatwg adapter) with PoolDispatcher via the dispatcher option",
+    through:
+      "WebSocketEngine (whatwg adapter) with the workers option; (c') feeds PoolDispatcher straight from a WebSocket",
+    loadavg_start: load0,
+    loadavg_end: Deno.loadavg(),
     cores: CORES,
   });
 }

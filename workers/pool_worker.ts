@@ -286,6 +286,10 @@ async function readerLoop(init: Init, mod: PoolWorkerModule): Promise<void> {
     const pos = claim(ctl, ring, true, inflightWord);
     const seen = Atomics.load(ctl, C.CLAIMED);
     unlock(ctl, token);
+    // more published than this worker can take now: wake the next sleeper (wake chaining)
+    if (pos >= 0 && seen !== Atomics.load(ctl, C.PUB) && Atomics.load(ctl, C.SLEEPERS) !== 0) {
+      Atomics.notify(ctl, C.PUB, 1);
+    }
     if (pos === CLAIM_EMPTY) {
       streak = 0;
       await sleepOnPub(seen, 200);
