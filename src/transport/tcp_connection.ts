@@ -7,9 +7,11 @@
  *   {@linkcode IncomingQueue}. Above the queue's high watermark the loop stops reading the socket
  *   (TCP back-pressure on the peer) and resumes below the low watermark.
  * - **writes**: `TCP_NODELAY` on, one write per frame, and every frame queued while a write is in
- *   flight goes out in the next single write (header and payload are never split). `send()` is
- *   awaitable: it resolves at once under `writeHighWaterMark` buffered bytes, otherwise once the
- *   buffer drained below `writeLowWaterMark`.
+ *   flight goes out in the next single write (header and payload are never split). Without
+ *   permessage-deflate, messages of 512 bytes and more are framed straight into recycled buffers
+ *   (`tcp_buffers.ts`), so steady traffic does not allocate per message. `send()` is awaitable:
+ *   it resolves at once under `writeHighWaterMark` buffered bytes, otherwise once the buffer
+ *   drained below `writeLowWaterMark`.
  * - **close**: `close(code, reason)` sends a close frame, resends it after `closeRetryMs` if the peer
  *   has not answered, and drops the socket after `closeGiveUpMs` (Tube's timers; 2 s and 10 s by
  *   default). A peer's close is echoed. A socket that ends without a close frame reports 1006.
@@ -169,7 +171,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
   /** Parallel to #pending: the pooled buffer under each frame, to recycle once written. */
   #backing: (Uint8Array | null)[] = [];
   /** Data messages are framed here (pooled buffers) instead of by the codec: no deflate. */
-  readonly #fastBinary: boolean;
+  readonly #fastPath: boolean;
   /** A fragmented message opened with sendFrame is still open. */
   #fragOpen = false;
   #pendingBytes = 0;
@@ -250,7 +252,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
         if (e.policy === "close") this.#fail(1008, "unread messages exceeded maxQueuedBytes");
       },
     });
-    this.#fastBinary = !/permessage-deflate/i.test(init.handshake.extensions);
+    this.#fastPath = !/permessage-deflate/i.test(init.handshake.extensions);
     if (init.initial && init.initial.length) this.#feed(init.initial);
     if (o.pingIntervalMs && o.pingIntervalMs > 0) this.#startKeepAlive(o.pingIntervalMs);
     void this.#readLoop();
@@ -354,7 +356,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
       return Promise.reject(new ConnectionClosedError("the connection is closing", this.#info));
     }
     if (
-      this.#fastBinary && !this.#fragOpen && data.length >= FAST_MIN &&
+      this.#fastPath && !this.#fragOpen && data.length >= FAST_MIN &&
       this.#stream.reusableAfterWrite
     ) {
       this.#collect(); // keep order with whatever the codec queued (pongs)
