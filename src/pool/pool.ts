@@ -528,14 +528,19 @@ export class PoolDispatcher implements Dispatcher {
     let len = align8(HEADER + bytes.length + traceLen);
     this.#reclaim();
     if (len > this.#cap >> 1) {
+      if (bytes.length > this.#side.maxByteLength) {
+        // not silent: reported to onReadError
+        this.#host?.reportError(
+          new RangeError(
+            `a message of ${bytes.length} bytes exceeds workers.maxMessageBytes (${this.#side.maxByteLength}); it was not dispatched`,
+          ),
+          { workerId: "main" },
+        );
+        return true;
+      }
       if (this.#sideRecord >= 0) {
         if (!this.#sideFree()) return this.#full();
         this.#sideRecord = -1;
-      }
-      if (bytes.length > this.#side.maxByteLength) {
-        throw new RangeError(
-          `message of ${bytes.length} bytes exceeds workers.maxMessageBytes (${this.#side.maxByteLength})`,
-        );
       }
       kind |= K_OVERSIZE;
       len = align8(HEADER + traceLen);

@@ -202,3 +202,17 @@ Deno.test({
     assert.deepEqual(await pool.close(10), { abandoned: 0 });
   },
 });
+
+Deno.test({
+  name: "pool: a message over maxMessageBytes is reported, not dropped silently",
+  ...SAN,
+  fn: async () => {
+    await withPool({ count: 1, ringBytes: 1024, maxMessageBytes: 4096 }, async (pool, host) => {
+      assert.equal(pool.push({ type: "binary", data: new Uint8Array(3000) }), true);
+      assert.equal(pool.push({ type: "binary", data: new Uint8Array(5000) }), true);
+      await waitFor(() => host.sent.length === 1 && host.errors.length === 1, "reply + report");
+      assert.match(String(host.errors[0].error), /exceeds workers\.maxMessageBytes/);
+      assert.equal(pool.sideBytes, 3000);
+    });
+  },
+});
