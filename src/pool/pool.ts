@@ -225,6 +225,7 @@ export class PoolDispatcher implements Dispatcher {
   #windowStart = 0;
   #windowCount = 0;
   #flood = false;
+  #stats = { pushes: 0, publishes: 0, wakes: 0, floodWindows: 0 };
   #usedAtFull = 0;
 
   /** Creates the shared memory; workers start in {@linkcode PoolDispatcher.init}. */
@@ -262,6 +263,14 @@ export class PoolDispatcher implements Dispatcher {
   /** Bytes held by the side channel (grows to the largest oversize message seen). */
   get sideBytes(): number {
     return this.#side.byteLength;
+  }
+
+  /**
+   * Counters of the main thread's side: messages pushed, publications (stores of `PUB`), wake-ups
+   * of sleeping workers (`Atomics.notify`), 5 ms windows spent in flood mode.
+   */
+  get stats(): { pushes: number; publishes: number; wakes: number; floodWindows: number } {
+    return { ...this.#stats };
   }
 
   /** The ids of the live workers. */
@@ -579,6 +588,8 @@ export class PoolDispatcher implements Dispatcher {
       this.#windowCount = 0;
     }
     this.#windowCount++;
+    this.#stats.pushes++;
+    if (this.#flood && this.#windowCount === 1) this.#stats.floodWindows++;
     if (!this.#flood || ((this.#written - this.#published) | 0) >= this.#batch) {
       this.#publish();
     } else if (this.#flushTimer === undefined) {
@@ -601,9 +612,13 @@ export class PoolDispatcher implements Dispatcher {
     const ctl = this.#ctl;
     if (this.#published === this.#written) return;
     this.#published = this.#written;
+    this.#stats.publishes++;
     Atomics.store(ctl, C.PUB, this.#written);
     // one worker: if there is more than it can take, it wakes the next (wake chaining)
-    if (Atomics.load(ctl, C.SLEEPERS) !== 0) Atomics.notify(ctl, C.PUB, 1);
+    if (Atomics.load(ctl, C.SLEEPERS) !== 0) {
+      this.#stats.wakes++;
+      Atomics.notify(ctl, C.PUB, 1);
+    }
   }
 
   /** Resolves once a record was freed since the last full `push` (or the pool closed). */
