@@ -106,6 +106,7 @@ export function wseAdapter(defaults: WseAdapterOptions = {}): WebSocketAdapter {
       if (options.readHighWaterMark !== undefined) o.readHighWaterMark = options.readHighWaterMark;
       if (options.readLowWaterMark !== undefined) o.readLowWaterMark = options.readLowWaterMark;
       if (options.maxQueuedBytes !== undefined) o.maxQueuedBytes = options.maxQueuedBytes;
+      if (options.onError !== undefined) o.onError = options.onError;
       if (options.overflow !== undefined) o.overflow = options.overflow;
       try {
         return new WseAdapterConnection(await connect(url, o));

@@ -85,6 +85,8 @@ export interface WebSocketConnectionOptions {
   onPing?: (data: Uint8Array) => void;
   /** Called for each pong received. */
   onPong?: (data: Uint8Array) => void;
+  /** Read problems that do not end the connection by themselves (a message dropped by `overflow`). */
+  onError?: (error: unknown) => void;
 }
 
 /**
@@ -250,6 +252,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
       },
       onOverflow: (e) => {
         if (e.policy === "close") this.#fail(1008, "unread messages exceeded maxQueuedBytes");
+        else this.#opts.onError?.(e); // a drop is never silent
       },
     });
     this.#fastPath = !/permessage-deflate/i.test(init.handshake.extensions);
@@ -497,8 +500,9 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
   async #readLoop(): Promise<void> {
     try {
       while (this.#state !== "closed") {
-        if (this.#readPaused && this.#state === "open" && !this.#p.closeSent) {
+        if (this.#holdingBack()) {
           await new Promise<void>((resolve) => (this.#gate = resolve));
+          this.#drainEvents(); // what the last read parsed while we were paused comes first
           continue;
         }
         const chunk = await this.#stream.read();
@@ -525,9 +529,20 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     this.#drainEvents();
   }
 
+  /**
+   * True while read back-pressure holds: the consumer is behind and no close is under way (a
+   * close must be read even when the consumer is behind).
+   */
+  #holdingBack(): boolean {
+    return this.#readPaused && this.#state === "open" && !this.#p.closeSent;
+  }
+
   #drainEvents(): void {
     const p = this.#p;
-    for (let ev = p.nextEvent(); ev; ev = p.nextEvent()) {
+    // One socket read can hold many frames. While paused, leave the rest parsed in the codec
+    // (bounded by one read) instead of pushing them past the queue's bound: a socket that can
+    // stop reading never needs the overflow policy.
+    for (let ev = p.nextEvent(); ev; ev = this.#holdingBack() ? undefined : p.nextEvent()) {
       switch (ev.type) {
         case "text":
         case "binary":

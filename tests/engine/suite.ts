@@ -24,7 +24,7 @@ import {
   type WebSocketAdapter,
   type WireMessage,
 } from "../../src/transport/types.ts";
-import { TimeoutError } from "../../src/util/async.ts";
+import { TimeoutError, withTimeout } from "../../src/util/async.ts";
 import { type EchoServer, refusedPort, startEchoServer, until } from "./kit.ts";
 
 /** What an adapter can do, so the suite asserts the right outcome. */
@@ -214,7 +214,7 @@ export function engineSuite(target: SuiteTarget): void {
     // Whatever was held back by a pause arrives now that the queue drained.
     for (let i = 0; i < 200 && polled + errors.length < 50; i++) {
       if (conn.poll()) polled++;
-      else await Promise.race([conn.readable(), new Promise((r) => setTimeout(r, 10))]);
+      else await withTimeout(conn.readable(), 10, "readable").catch(() => {});
     }
     assert.equal(polled + errors.length, 50, `polled ${polled}, dropped ${errors.length}`);
     await conn.close(1000, "", 2000);
