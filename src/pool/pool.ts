@@ -73,7 +73,8 @@ export interface PoolOptions {
   /**
    * Advanced: under a flood (over 50k msg/s for 5 ms) the ring is published to the
    * workers once per this many messages (and at the end of the burst), so workers wake and take
-   * them in batches; otherwise every message is published at once. Default 1024.
+   * them in batches (or every eighth of the ring); otherwise every message is published at once.
+   * Default 1024.
    */
   publishBatch?: number;
 }
@@ -225,6 +226,7 @@ export class PoolDispatcher implements Dispatcher {
   #windowStart = 0;
   #windowCount = 0;
   #flood = false;
+  #unpublishedBytes = 0;
   #stats = { pushes: 0, publishes: 0, wakes: 0, floodWindows: 0 };
   #usedAtFull = 0;
 
@@ -590,7 +592,11 @@ export class PoolDispatcher implements Dispatcher {
     this.#windowCount++;
     this.#stats.pushes++;
     if (this.#flood && this.#windowCount === 1) this.#stats.floodWindows++;
-    if (!this.#flood || ((this.#written - this.#published) | 0) >= this.#batch) {
+    this.#unpublishedBytes += len;
+    if (
+      !this.#flood || ((this.#written - this.#published) | 0) >= this.#batch ||
+      this.#unpublishedBytes >= this.#cap >> 3
+    ) {
       this.#publish();
     } else if (this.#flushTimer === undefined) {
       this.#flushTimer = setTimeout(() => {
@@ -612,6 +618,7 @@ export class PoolDispatcher implements Dispatcher {
     const ctl = this.#ctl;
     if (this.#published === this.#written) return;
     this.#published = this.#written;
+    this.#unpublishedBytes = 0;
     this.#stats.publishes++;
     Atomics.store(ctl, C.PUB, this.#written);
     // one worker: if there is more than it can take, it wakes the next (wake chaining)

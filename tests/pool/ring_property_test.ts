@@ -63,7 +63,7 @@ Deno.test({
             const host = new RecordingHost();
             pool.attach(host);
             await pushAll(pool, messages.map((m, i) => build(i, m.key, m.len, m.text)));
-            await waitFor(() => host.sent.length >= messages.length, "all replies");
+            await waitFor(() => host.sent.length >= messages.length, "all replies", 30_000);
             const seen = new Map<number, number>();
             const lastByKey = new Map<number, number>();
             for (const d of host.sent) {
