@@ -221,6 +221,7 @@ export class PoolDispatcher implements Dispatcher {
   #pushWaiter?: Deferred<void>;
   #scratch = new Uint8Array(1024);
   #initialized = false;
+  #mainLease?: MainLease;
   readonly #batch: number;
   #published = 0;
   #windowStart = 0;
@@ -655,11 +656,22 @@ export class PoolDispatcher implements Dispatcher {
   async pause(signal?: AbortSignal): Promise<PauseLease> {
     if (this.#closing) throw new ConnectionClosedError("the pool is closed");
     await lockAsync(this.#ctl, MAIN_TOKEN, signal);
-    return new MainLease(this);
+    this.#mainLease = new MainLease({
+      read: (lease, timeoutMs, signal) => this.#leaseRead(lease, timeoutMs, signal),
+      send: (data) =>
+        this.#host
+          ? this.#host.send(data)
+          : Promise.reject(new ConnectionClosedError("the session has ended")),
+      resume: () => {
+        this.#mainLease = undefined;
+        unlock(this.#ctl, MAIN_TOKEN);
+      },
+    });
+    return this.#mainLease;
   }
 
-  /** @internal The lease's read: claims the next record in arrival order. */
-  async leaseRead(lease: MainLease, timeoutMs = 0, signal?: AbortSignal): Promise<WireMessage> {
+  /** The main lease's read: claims the next record in arrival order (a copy). */
+  async #leaseRead(lease: MainLease, timeoutMs = 0, signal?: AbortSignal): Promise<WireMessage> {
     const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
     for (let i = 0; i < 1e9; i++) {
       if (!lease.held) throw new Error("the lease was resumed");
@@ -691,18 +703,6 @@ export class PoolDispatcher implements Dispatcher {
     throw new Error("unreachable");
   }
 
-  /** @internal The lease's send. */
-  leaseSend(data: OutgoingData): Promise<void> {
-    return this.#host
-      ? this.#host.send(data)
-      : Promise.reject(new ConnectionClosedError("the session has ended"));
-  }
-
-  /** @internal Releases the main thread's hold on the lock. */
-  leaseResume(): void {
-    unlock(this.#ctl, MAIN_TOKEN);
-  }
-
   /**
    * Stops: workers take nothing new, in-flight handlers get `timeoutMs`, then every worker is
    * terminated. Resolves with the number of queued messages that were never handled.
@@ -713,6 +713,7 @@ export class PoolDispatcher implements Dispatcher {
     clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
     const ctl = this.#ctl;
+    this.#mainLease?.resume(); // a main-thread pause must not hold the workers past the budget
     Atomics.store(ctl, C.STOP, 1);
     Atomics.notify(ctl, C.PUB);
     Atomics.notify(ctl, C.LOCK);
@@ -735,24 +736,30 @@ export class PoolDispatcher implements Dispatcher {
 }
 
 /** The main thread's hold on the read lock. */
+interface LeaseOps {
+  read(lease: MainLease, timeoutMs?: number, signal?: AbortSignal): Promise<WireMessage>;
+  send(data: OutgoingData): Promise<void>;
+  resume(): void;
+}
+
 class MainLease implements PauseLease {
-  #pool: PoolDispatcher;
+  #ops: LeaseOps;
   #held = true;
-  constructor(pool: PoolDispatcher) {
-    this.#pool = pool;
+  constructor(ops: LeaseOps) {
+    this.#ops = ops;
   }
   get held(): boolean {
     return this.#held;
   }
   read(options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<WireMessage> {
-    return this.#pool.leaseRead(this, options?.timeoutMs, options?.signal);
+    return this.#ops.read(this, options?.timeoutMs, options?.signal);
   }
   send(data: OutgoingData): Promise<void> {
-    return this.#pool.leaseSend(data);
+    return this.#ops.send(data);
   }
   resume(): void {
     if (!this.#held) return;
     this.#held = false;
-    this.#pool.leaseResume();
+    this.#ops.resume();
   }
 }

@@ -216,3 +216,18 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "pool: close() while the main thread holds the pause lease releases it and stops",
+  ...SAN,
+  fn: async () => {
+    const pool = new PoolDispatcher({ module: ECHO, count: 2 });
+    await pool.init();
+    pool.attach(new RecordingHost());
+    const lease = await pool.pause();
+    await pushAll(pool, [text("a"), text("b")]);
+    assert.deepEqual(await pool.close(2000), { abandoned: 2 });
+    assert.equal(lease.held, false);
+    await assert.rejects(() => pool.pause(), ConnectionClosedError);
+  },
+});
