@@ -92,6 +92,8 @@ class Run {
   deadline?: number;
   exited = false;
   finished = false;
+  /** This run's `stop()`, once called (a later run gets its own). */
+  stopping?: Promise<void>;
   constructor(dispatcher: Dispatcher) {
     this.dispatcher = dispatcher;
   }
@@ -129,7 +131,6 @@ export class WebSocketEngine {
   readonly #requests = new RequestTracker();
   #state: EngineState = "stopped";
   #run?: Run;
-  #stopping?: Promise<void>;
   /** The last run's `done`: a run may still be closing its dispatcher after `#run` is cleared. */
   #lastDone: Promise<void> = Promise.resolve();
 
@@ -197,11 +198,11 @@ export class WebSocketEngine {
    * down anyway. Resolves at once when already stopped.
    */
   stop(): Promise<void> {
-    if (this.#stopping) return this.#stopping;
     const run = this.#run;
     if (!run) return this.#lastDone;
-    this.#stopping = this.#stop(run).finally(() => (this.#stopping = undefined));
-    return this.#stopping;
+    // Per run: a run started while the previous one's dispatcher was still closing (its state
+    // was already "stopped") must get its own stop, not the previous run's promise.
+    return (run.stopping ??= this.#stop(run));
   }
 
   /**
