@@ -180,11 +180,10 @@ export class WebSocketEngine {
       run.task = init.catch(noop);
       await init;
       if (run.abort.signal.aborted) throw run.abort.signal.reason;
-      const opening = this.#open(run, false);
-      run.task = opening.catch(noop);
-      const session = await opening;
-      this.#activate(run, session);
-      run.task = this.#lifecycle(run, session);
+      const opening = this.#open(run, false); // activates the session before it resolves
+      // One task from the dial to the end of the lifecycle: stop() never awaits a stale one.
+      run.task = opening.then((session) => this.#lifecycle(run, session), noop);
+      await opening;
     } catch (error) {
       await this.#finish(run);
       throw error instanceof EngineStartError ? error : new EngineStartError(error);
@@ -312,7 +311,6 @@ export class WebSocketEngine {
         await this.#shutdown(run, session, peer);
         if (run.abort.signal.aborted || !this.#opts.reconnect.enabled) break;
         session = await this.#reconnect(run);
-        if (session) this.#activate(run, session);
       }
     } catch (error) {
       console.error("wse: engine lifecycle failed (this is a bug)", error);
@@ -470,7 +468,10 @@ export class WebSocketEngine {
     return undefined;
   }
 
-  /** Dials and runs `onOpen` within `openTimeoutMs`; on any failure closes what it opened. */
+  /**
+   * Dials and runs `onOpen` within `openTimeoutMs`, then activates the session; on any failure
+   * closes what it opened.
+   */
   async #open(run: Run, restarting: boolean): Promise<Session> {
     const s = new Session();
     run.session = s;
@@ -488,6 +489,10 @@ export class WebSocketEngine {
     });
     try {
       await Promise.race([this.#attempt(run, s, restarting, ac.signal), timeout, aborted]);
+      // stop() / exit() may have come in the turns since onOpen returned: refuse, never activate
+      // a session of a run that is ending (its state would read "open" while stopping).
+      if (run.abort.signal.aborted) throw run.abort.signal.reason;
+      this.#activate(run, s);
       return s;
     } catch (error) {
       if (!ac.signal.aborted) ac.abort(error);

@@ -7,8 +7,16 @@
 
 import assert from "node:assert/strict";
 import { WebSocketEngine } from "../../src/engine/engine.ts";
+import { EngineStartError } from "../../src/engine/errors.ts";
+import type { AdapterConnection, WebSocketAdapter } from "../../src/transport/types.ts";
 import { whatwgAdapter } from "../../src/transport/whatwg_adapter.ts";
+import { wsAdapter } from "../../src/transport/ws_adapter.ts";
 import { startEchoServer, until } from "./kit.ts";
+
+/** Resolves after `n` microtask turns (no timer). */
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await Promise.resolve();
+}
 
 Deno.test({
   name: "regression: stop() right after a restart stops the new run, not the previous stop's",
@@ -51,6 +59,69 @@ Deno.test({
     } finally {
       release();
       await engine.stop();
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "regression: stop() in the turns after onOpen returns waits for the close; state stays stopping",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  async fn() {
+    // stop() called a few microtask turns after onOpen returned, before the session was
+    // activated: on start() it awaited a stale task and resolved before the session's close
+    // handshake; on a reconnect the activation overwrote "stopping" with "open".
+    const server = startEchoServer();
+    try {
+      for (const path of ["start", "reconnect"] as const) {
+        for (let k = 0; k < 8; k++) {
+          let opens = 0;
+          let stopping: Promise<void> | undefined;
+          const states: string[] = [];
+          const unsettled = new Set<AdapterConnection>();
+          const inner = wsAdapter();
+          const adapter: WebSocketAdapter = {
+            name: "observed",
+            async dial(url, options) {
+              const conn = await inner.dial(url, options);
+              unsettled.add(conn);
+              const close = conn.close.bind(conn);
+              const terminate = conn.terminate.bind(conn);
+              conn.close = (...args) => close(...args).finally(() => unsettled.delete(conn));
+              conn.terminate = () => (unsettled.delete(conn), terminate());
+              return conn;
+            },
+          };
+          const engine: WebSocketEngine = new WebSocketEngine({
+            url: server.url,
+            adapter,
+            stopTimeoutMs: 300,
+            reconnect: { baseDelayMs: 1, maxDelayMs: 2 },
+            client: {
+              onOpen() {
+                if (++opens === (path === "start" ? 1 : 2)) {
+                  void turns(k).then(async () => {
+                    stopping = engine.stop();
+                    for (let i = 0; i < 8; i++, await Promise.resolve()) states.push(engine.state);
+                  });
+                }
+              },
+            },
+          });
+          await engine.start().catch((e) => assert.ok(e instanceof EngineStartError));
+          if (path === "reconnect") server.closeAll(1000, "again");
+          await until(() => stopping !== undefined, "stop() called");
+          await stopping;
+          const what = `${path}, stop ${k} turns after onOpen`;
+          assert.equal(engine.state, "stopped", what);
+          const open = [...unsettled].filter((c) => !c.isClosed).length;
+          assert.equal(open, 0, `${what}: stop() resolved before the close`);
+          assert.ok(states.every((s) => s === "stopping" || s === "stopped"), `${what}: ${states}`);
+        }
+      }
+    } finally {
       await server.close();
     }
   },
