@@ -326,15 +326,19 @@ export class WebSocketEngine {
       send: (data) => this.#send(s, data),
       restart: () => this.#restart(s),
       exit: () => this.#exit(run),
-      reportError: (error) => this.#readError(s, error),
+      reportError: (error) => this.#readError(run, s, error),
     };
     run.dispatcher.attach(host);
     if (this.#run === run) this.#state = "open";
-    if (this.#opts.heartbeat) void this.#heartbeat(s, this.#opts.heartbeat);
+    if (this.#opts.heartbeat) void this.#heartbeat(run, s, this.#opts.heartbeat);
   }
 
   /** Pings every interval; a late pong drops the connection (the pump then sees 1006). */
-  async #heartbeat(s: Session, hb: { intervalMs: number; timeoutMs: number }): Promise<void> {
+  async #heartbeat(
+    run: Run,
+    s: Session,
+    hb: { intervalMs: number; timeoutMs: number },
+  ): Promise<void> {
     const conn = s.conn!;
     const signal = s.life.signal;
     // Bounded by the session: the sleep ends when it starts closing.
@@ -344,7 +348,7 @@ export class WebSocketEngine {
         await conn.ping(hb.timeoutMs);
       } catch (error) {
         if (signal.aborted || conn.isClosed) return;
-        this.#readError(s, error);
+        this.#readError(run, s, error);
         if (!(error instanceof NotSupportedError)) conn.terminate();
         return;
       }
@@ -524,7 +528,7 @@ export class WebSocketEngine {
       maxQueuedBytes: o.maxQueuedBytes,
       overflow: o.overflow,
       signal,
-      onError: (error) => this.#readError(s, error),
+      onError: (error) => this.#readError(run, s, error),
     };
     const conn = await o.adapter.dial(o.url, dialOptions);
     if (signal.aborted) {
@@ -587,9 +591,13 @@ export class WebSocketEngine {
     return run.dispatcher.pause(signal);
   }
 
-  #readError(s: Session, error: unknown): void {
-    const run = this.#run;
-    if (!run) return;
+  /**
+   * Reports to `onReadError` with the context of the session's own run. Once that run ended
+   * (e.g. a handler that outlived stop() throws), nothing is reported: a later run must not get
+   * its error, nor a context whose `exit()` would stop the later run.
+   */
+  #readError(run: Run, s: Session, error: unknown): void {
+    if (run.finished) return;
     void this.#callback(
       "onReadError",
       () => this.#client.onReadError?.(error, this.#sessionContext(run, s)),

@@ -13,6 +13,7 @@ import { whatwgAdapter } from "../../src/transport/whatwg_adapter.ts";
 import { wsAdapter } from "../../src/transport/ws_adapter.ts";
 import { startEchoServer, until } from "./kit.ts";
 
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** Resolves after `n` microtask turns (no timer). */
 async function turns(n: number): Promise<void> {
   for (let i = 0; i < n; i++) await Promise.resolve();
@@ -122,6 +123,52 @@ Deno.test({
         }
       }
     } finally {
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "regression: a handler that outlives stop() and throws does not reach the next run",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  async fn() {
+    // onReadError used the engine's current run: the late error of a stopped run's handler was
+    // reported during the next run, with a context whose exit() stopped that next run.
+    const server = startEchoServer();
+    const readErrors: string[] = [];
+    let handling = false;
+    let done!: () => void;
+    const thrown = new Promise<void>((r) => (done = r));
+    const engine = new WebSocketEngine({
+      url: server.url,
+      adapter: whatwgAdapter(),
+      stopTimeoutMs: 50,
+      client: {
+        onMessage: async () => {
+          handling = true;
+          await delay(150);
+          done();
+          throw new Error("late");
+        },
+        onReadError: (_e, ctx) => {
+          readErrors.push(ctx.sessionId);
+          ctx.exit();
+        },
+      },
+    });
+    try {
+      await engine.start();
+      await engine.send("x");
+      await until(() => handling, "the handler runs");
+      await engine.stop(); // the handler outlives the 50 ms budget
+      await engine.start();
+      await thrown;
+      await delay(20);
+      assert.deepEqual(readErrors, []);
+      assert.equal(engine.state, "open");
+    } finally {
+      await engine.stop();
       await server.close();
     }
   },
