@@ -286,10 +286,6 @@ async function readerLoop(init: Init, mod: PoolWorkerModule): Promise<void> {
     const pos = claim(ctl, ring, true, inflightWord);
     const seen = Atomics.load(ctl, C.CLAIMED);
     unlock(ctl, token);
-    // more published than this worker can take now: wake the next sleeper (wake chaining)
-    if (pos >= 0 && seen !== Atomics.load(ctl, C.PUB) && Atomics.load(ctl, C.SLEEPERS) !== 0) {
-      Atomics.notify(ctl, C.PUB, 1);
-    }
     if (pos === CLAIM_EMPTY) {
       streak = 0;
       await sleepOnPub(seen, 200);
@@ -311,6 +307,7 @@ async function readerLoop(init: Init, mod: PoolWorkerModule): Promise<void> {
       continue;
     }
     const d = decode(ringU8, ring, side, pos, false);
+    const started = performance.now();
     try {
       const r = onMessage(d.message, contextFor(d.gen, d.trace));
       if (r && typeof (r as Promise<void>).then === "function") {
@@ -322,6 +319,15 @@ async function readerLoop(init: Init, mod: PoolWorkerModule): Promise<void> {
     }
     Atomics.store(ctl, inflightWord, 0);
     release(ctl, ring, pos);
+    // wake chaining: handlers are slow (≥ 50 µs) and more is published than this worker has
+    // taken: wake a sleeping one. (For fast handlers one worker keeps up, and waking another
+    // would only take CPU from the main thread.)
+    if (
+      performance.now() - started >= 0.05 && Atomics.load(ctl, C.SLEEPERS) !== 0 &&
+      Atomics.load(ctl, C.CLAIMED) !== Atomics.load(ctl, C.PUB)
+    ) {
+      Atomics.notify(ctl, C.PUB, 1);
+    }
     if (++streak >= 256) {
       streak = 0;
       await yieldTurn();

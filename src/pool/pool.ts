@@ -639,7 +639,10 @@ export class PoolDispatcher implements Dispatcher {
         const seen = Atomics.load(ctl, C.FREED);
         this.#reclaim();
         if (this.#used < this.#usedAtFull || this.#used === 0) return;
-        if (this.#sideRecord >= 0 && this.#sideFree()) return;
+        if (this.#sideRecord >= 0 && this.#sideFree()) {
+          this.#sideRecord = -1; // the side channel is free: a waiting oversize message fits now
+          return;
+        }
         const r = Atomics.waitAsync(ctl, C.FREED, seen, 100);
         if (r.async) await r.value;
       } finally {
@@ -713,8 +716,8 @@ export class PoolDispatcher implements Dispatcher {
     clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
     const ctl = this.#ctl;
-    this.#mainLease?.resume(); // a main-thread pause must not hold the workers past the budget
     Atomics.store(ctl, C.STOP, 1);
+    this.#mainLease?.resume(); // a main-thread pause must not hold the workers past the budget
     Atomics.notify(ctl, C.PUB);
     Atomics.notify(ctl, C.LOCK);
     for (const s of this.#slots) if (s.alive) s.worker.postMessage({ t: "stop" });
