@@ -326,7 +326,7 @@ export class WebSocketEngine {
       send: (data) => this.#send(s, data),
       restart: () => this.#restart(s),
       exit: () => this.#exit(run),
-      reportError: (error) => this.#readError(run, s, error),
+      reportError: (error, info) => this.#readError(run, s, error, info?.workerId),
     };
     run.dispatcher.attach(host);
     if (this.#run === run) this.#state = "open";
@@ -548,10 +548,10 @@ export class WebSocketEngine {
 
   // ---- controls ----
 
-  #sessionContext(run: Run, s: Session): SessionContext {
+  #sessionContext(run: Run, s: Session, workerId = "main"): SessionContext {
     return {
       sessionId: s.id,
-      workerId: "main",
+      workerId,
       handshake: s.handshake,
       send: (data) => this.#send(s, data),
       restart: () => this.#restart(s),
@@ -596,11 +596,11 @@ export class WebSocketEngine {
    * (e.g. a handler that outlived stop() throws), nothing is reported: a later run must not get
    * its error, nor a context whose `exit()` would stop the later run.
    */
-  #readError(run: Run, s: Session, error: unknown): void {
+  #readError(run: Run, s: Session, error: unknown, workerId?: string): void {
     if (run.finished) return;
     void this.#callback(
       "onReadError",
-      () => this.#client.onReadError?.(error, this.#sessionContext(run, s)),
+      () => this.#client.onReadError?.(error, this.#sessionContext(run, s, workerId)),
     );
   }
 

@@ -66,3 +66,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "engine + workers option: a throwing handler reaches onReadError with its worker's id",
+  ...SAN,
+  fn: async () => {
+    const server = startEchoServer();
+    const reported: { message: string; workerId: string; sessionId: string }[] = [];
+    const engine = new WebSocketEngine({
+      url: server.url,
+      reconnect: false,
+      workers: { module: new URL("./fixtures/engine_handler.ts", import.meta.url), count: 1 },
+      client: {
+        onOpen: (ctx) => ctx.send("throw:boom"), // echoed back, then thrown in the worker
+        onReadError: (error, ctx) => {
+          reported.push({
+            message: (error as Error).message,
+            workerId: ctx.workerId,
+            sessionId: ctx.sessionId,
+          });
+        },
+      },
+    });
+    try {
+      await engine.start();
+      await waitFor(() => reported.length === 1, "the handler's error reported");
+      assert.match(reported[0].message, /throw:boom/);
+      assert.notEqual(reported[0].workerId, "main");
+      assert.match(reported[0].workerId, /^w/);
+      assert.equal(reported[0].sessionId, engine.sessionId);
+    } finally {
+      await engine.stop();
+      await server.close();
+    }
+  },
+});
