@@ -11,6 +11,11 @@
  * The sender is a separate process (`dispatch_sender.ts`): a raw TCP server writing prebuilt frames,
  * up to 1000 per write. (b) and (c) go through `WebSocketEngine` (whatwg adapter, the same
  * `WebSocket` as (a)). (c') feeds the pool straight from a `WebSocket`, without the engine.
+ * Our own transport runs beside them: (a') its raw receive rate with a no-op handler, and (b'),
+ * (c'') the engine inline and with N workers on `wseAdapter()`. The ratios say which is which:
+ * `pool_vs_raw_noop_64` is like for like (default adapter ÷ the same raw socket),
+ * `pool_own_vs_raw_noop_64` is the pool on our transport ÷ the runtime's raw `WebSocket`, and
+ * `pool_own_vs_own_raw_noop_64` the same ÷ our own raw connection.
  *
  * Diagnostic flags: `--latency-only` (only the latency runs), `--direct-only` (only (a) and (c')).
  * The machine's load average at start and end goes into the results' notes: on a shared 2-core
@@ -22,6 +27,8 @@ import { Piscina } from "piscina";
 import { median, percentile, type Row, writeReport } from "./lib/report.ts";
 import { WebSocketEngine } from "../src/engine/engine.ts";
 import { whatwgAdapter } from "../src/transport/whatwg_adapter.ts";
+import { wseAdapter } from "../src/transport/tcp_adapter.ts";
+import { connect } from "../src/transport/tcp_client.ts";
 import type { AdapterConnection, WebSocketAdapter } from "../src/transport/types.ts";
 import { PoolDispatcher } from "../src/pool/pool.ts";
 import { handle } from "./dispatch_handler.ts";
@@ -92,6 +99,24 @@ async function raw(j: Job): Promise<number> {
   return rate;
 }
 
+/** (a'): our own RFC 6455 client, no-op handler on the main thread (drained synchronously). */
+async function rawOwn(j: Job): Promise<number> {
+  const ws = await connect(url(j), { compression: false });
+  const t0 = performance.now();
+  let count = 0;
+  await new Promise<void>((resolve) => {
+    const drain = () => {
+      while (ws.poll()) if (++count === j.n) return resolve();
+    };
+    ws.onReadable(drain);
+    drain();
+  });
+  const rate = j.n / ((performance.now() - t0) / 1000);
+  ws.onReadable(undefined);
+  await ws.close(1000, "", 2000);
+  return rate;
+}
+
 function closeWs(ws: WebSocket): Promise<void> {
   return new Promise((r) => {
     ws.onclose = () => r();
@@ -118,12 +143,17 @@ function stampingAdapter(recv?: Float64Array): WebSocketAdapter {
 }
 
 /** (b) and (c): through the engine; `workers` 0 = inline. */
-async function engine(j: Job, workers: number, recv?: Float64Array): Promise<[number, Done]> {
+async function engine(
+  j: Job,
+  workers: number,
+  recv?: Float64Array,
+  own = false,
+): Promise<[number, Done]> {
   const report = finalReport(120_000);
   let t0 = 0;
   const e = new WebSocketEngine({
     url: url(j),
-    adapter: stampingAdapter(recv),
+    adapter: own ? wseAdapter({ compression: false }) : stampingAdapter(recv),
     reconnect: false,
     maxQueuedBytes: 1 << 30,
     client: {
@@ -276,7 +306,10 @@ export async function main(flags: string[]): Promise<void> {
     for (let s = 0; s < sets; s++) {
       for (const g of flags.includes("--latency-only") ? [] : groups) {
         const job = (n: number): Job => ({ n, size: g.size, cpu: g.cpu });
-        if (g.cpu === 0) add(g.group, "(a) raw WebSocket, no-op", await raw(job(g.fast)));
+        if (g.cpu === 0) {
+          add(g.group, "(a) raw WebSocket, no-op", await raw(job(g.fast)));
+          add(g.group, "(a') raw wse connection, no-op", await rawOwn(job(g.fast)));
+        }
         if (flags.includes("--direct-only")) {
           if (g.cpu === 0) add(g.group, "direct", await direct(job(g.fast), CORES));
           continue;
@@ -285,6 +318,18 @@ export async function main(flags: string[]): Promise<void> {
         for (const w of workerCounts) {
           add(g.group, `(c) wse ${w} worker${w > 1 ? "s" : ""}`, (await engine(job(g.fast), w))[0]);
         }
+        // The same engine on our own transport (wseAdapter): it parses faster than the runtime's
+        // WebSocket and stops reading the socket when the ring is full.
+        add(
+          g.group,
+          "(b') wse inline, own transport",
+          (await engine(job(g.fast), 0, undefined, true))[0],
+        );
+        add(
+          g.group,
+          `(c'') wse ${CORES} workers, own transport`,
+          (await engine(job(g.fast), CORES, undefined, true))[0],
+        );
         if (g.cpu === 0) {
           add(g.group, `(c') pool ${CORES} workers, no engine`, await direct(job(g.fast), CORES));
         }
@@ -331,6 +376,7 @@ export async function main(flags: string[]): Promise<void> {
       group: "added latency at 10,000 msg/s, p99 (ms)",
       name,
       rate: percentile(l, 99),
+      unit: "ms",
       extra: {
         p50: percentile(l, 50),
         p99: percentile(l, 99),
@@ -340,7 +386,12 @@ export async function main(flags: string[]): Promise<void> {
     });
   }
   const ratios = {
+    // Like for like: the engine's default adapter (the runtime's WebSocket) against that socket.
     pool_vs_raw_noop_64: rate("no-op 64 B", N) / rate("no-op 64 B", "(a)"),
+    // The pool reading through our own transport, against the runtime's raw WebSocket ...
+    pool_own_vs_raw_noop_64: rate("no-op 64 B", "(c'')") / rate("no-op 64 B", "(a)"),
+    // ... and against our own raw connection (the fastest receive path we have).
+    pool_own_vs_own_raw_noop_64: rate("no-op 64 B", "(c'')") / rate("no-op 64 B", "(a')"),
     pool_vs_piscina_noop_64: rate("no-op 64 B", N) / rate("no-op 64 B", "(d)"),
     cpu_2workers_vs_inline: rate("1 ms CPU 64 B", "(c) wse 2 workers") /
       rate("1 ms CPU 64 B", "(b)"),
@@ -351,7 +402,7 @@ export async function main(flags: string[]): Promise<void> {
     quick,
     sender: "separate process, raw TCP, prebuilt frames, up to 1000 per write",
     through:
-      "WebSocketEngine (whatwg adapter) with the workers option; (c') feeds PoolDispatcher straight from a WebSocket",
+      "WebSocketEngine with the workers option: (b)/(c) on the whatwg adapter (the default), (b')/(c'') on wseAdapter (our transport); (c') feeds PoolDispatcher straight from a WebSocket",
     loadavg_start: load0,
     loadavg_end: Deno.loadavg(),
     cores: CORES,

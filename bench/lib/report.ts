@@ -15,6 +15,8 @@ export interface Row {
   rate: number;
   /** Any extra numbers worth keeping (latency percentiles, bytes, counts). */
   extra?: Record<string, number>;
+  /** Unit of `rate` in the chart, when it is not the chart's (e.g. "ms" for a latency row). */
+  unit?: string;
 }
 
 /** Median of a list of numbers. */
@@ -39,6 +41,11 @@ function escapeXml(s: string): string {
   );
 }
 
+/** A rate as shown: whole msg/s with separators, or a small value (a latency) with decimals. */
+function show(r: Row): string {
+  return r.unit ? String(+r.rate.toFixed(3)) : Math.round(r.rate).toLocaleString("en-US");
+}
+
 /** A horizontal bar chart, one panel per group, bars scaled to the group's fastest row. */
 export function barChartSvg(title: string, rows: Row[], unit = "msg/s"): string {
   const groups = [...new Set(rows.map((r) => r.group))];
@@ -60,9 +67,9 @@ export function barChartSvg(title: string, rows: Row[], unit = "msg/s"): string 
         `<rect x="${labelW}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${
           ours ? "#2b6cb0" : "#a0aec0"
         }"/>`,
-        `<text x="${labelW + w + 6}" y="${y + 13}" font-size="11">${
-          Math.round(r.rate).toLocaleString("en-US")
-        } ${unit}</text>`,
+        `<text x="${labelW + w + 6}" y="${y + 13}" font-size="11">${show(r)} ${
+          r.unit ?? unit
+        }</text>`,
       );
       y += barH + gap;
     }
@@ -109,7 +116,7 @@ export async function writeReport(
         ? "  " + Object.entries(r.extra).map(([k, v]) => `${k}=${+v.toFixed(3)}`).join(" ")
         : "";
       console.log(
-        `  ${r.name.padEnd(34)} ${Math.round(r.rate).toLocaleString("en-US").padStart(12)}${extra}`,
+        `  ${r.name.padEnd(34)} ${show(r).padStart(12)}${r.unit ? " " + r.unit : ""}${extra}`,
       );
     }
   }

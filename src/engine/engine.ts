@@ -22,14 +22,7 @@ import {
   type OutgoingData,
   type WireMessage,
 } from "../transport/types.ts";
-import {
-  AbortError,
-  type Deferred,
-  deferred,
-  sleep,
-  TimeoutError,
-  withTimeout,
-} from "../util/async.ts";
+import { AbortError, deferred, sleep, TimeoutError, withTimeout } from "../util/async.ts";
 import { fullJitterDelay } from "./backoff.ts";
 import type { CloseContext, OpenContext, SessionContext } from "./context.ts";
 import type { Dispatcher, DispatchHost, PauseLease } from "./dispatcher.ts";
@@ -67,19 +60,13 @@ class Session {
   sendsClosed = false;
   /** Aborted when the session starts closing (ends the heartbeat). */
   readonly life = new AbortController();
-  #interrupt?: Deferred<void>;
-
-  /** A fresh promise the pump races against its waits; resolved by requestClose. */
-  interrupted(): Promise<void> {
-    if (this.closeRequest) return Promise.resolve();
-    this.#interrupt = deferred<void>();
-    return this.#interrupt.promise;
-  }
+  /** Set by the pump while it runs: a close request must wake it. */
+  onInterrupt?: () => void;
 
   requestClose(why: CloseRequest): void {
     if (this.closeRequest || this.state === "closing" || this.state === "ended") return;
     this.closeRequest = why;
-    this.#interrupt?.resolve();
+    this.onInterrupt?.();
   }
 }
 
@@ -359,26 +346,62 @@ export class WebSocketEngine {
    * Moves messages from the connection into the dispatcher until the session must close.
    * Resolves with how the peer closed, or undefined when we were asked to close.
    */
-  async #pump(run: Run, s: Session): Promise<CloseInfo | undefined> {
+  #pump(run: Run, s: Session): Promise<CloseInfo | undefined> {
     const conn = s.conn!;
     const d = run.dispatcher;
     const requests = this.#requests;
-    // Bounded by the connection's life: every wait ends when data arrives, the socket closes,
-    // or a close is requested.
-    while (!s.closeRequest) {
-      const message = conn.poll();
-      if (message === undefined) {
-        if (conn.isClosed) return await conn.closed;
-        await Promise.race([conn.readable(), s.interrupted()]);
-        continue;
+    const done = deferred<CloseInfo | undefined>();
+    let held: WireMessage | undefined; // taken from the connection, not yet by the dispatcher
+    let blocked = false; // waiting for the dispatcher to have room
+    let draining = false;
+    let peer: CloseInfo | undefined;
+    // Runs synchronously from the adapter's queue (one call per arriving message, or per batch),
+    // from the dispatcher when it has room again, and on a close request: no promise per message.
+    const drain = (): void => {
+      if (done.settled) return;
+      if (s.closeRequest) return done.resolve(undefined);
+      if (draining || blocked) return;
+      draining = true;
+      try {
+        // Bounded: every turn takes a queued message; it stops when the queue is empty, the
+        // dispatcher is full, or a close was requested (a handler may request one synchronously).
+        while (!s.closeRequest) {
+          const message = held ?? conn.poll();
+          held = undefined;
+          if (message === undefined) {
+            if (peer) done.resolve(peer);
+            return;
+          }
+          if (requests.size > 0 && requests.offer(message)) continue;
+          if (!d.push(message)) {
+            held = message;
+            blocked = true;
+            d.writable().catch(noop).then(() => {
+              blocked = false;
+              drain();
+            });
+            return;
+          }
+        }
+        done.resolve(undefined);
+      } catch (error) {
+        done.reject(error); // a bug; it must not escape into the adapter's event handler
+      } finally {
+        draining = false;
       }
-      if (requests.size > 0 && requests.offer(message)) continue;
-      while (!d.push(message)) {
-        await Promise.race([d.writable(), s.interrupted()]);
-        if (s.closeRequest) return undefined;
-      }
-    }
-    return undefined;
+    };
+    // `closed` settles once the peer closed (or the socket dropped) and every message was polled.
+    conn.closed.then((info) => {
+      peer = info;
+      drain();
+    });
+    s.onInterrupt = drain;
+    conn.onReadable(drain);
+    drain();
+    return done.promise.finally(() => {
+      conn.onReadable(undefined);
+      s.onInterrupt = undefined;
+    });
   }
 
   /** Ends a session once: `onClose`, then (when we close) the close handshake. */

@@ -55,6 +55,7 @@ export class IncomingQueue {
   #paused = false;
   #end?: CloseInfo;
   #waiter = deferred<void>();
+  #listener?: () => void;
   #closed = deferred<CloseInfo>();
   #overflowed = false;
   readonly #high: number;
@@ -168,6 +169,14 @@ export class IncomingQueue {
     return message;
   }
 
+  /**
+   * Registers the function called synchronously after each `push` and after `end` (`undefined`
+   * removes it). It may `poll()` from inside the call.
+   */
+  listen(listener: (() => void) | undefined): void {
+    this.#listener = listener;
+  }
+
   /** Resolves when a message is queued or the stream has ended. */
   readable(): Promise<void> {
     if (this.length > 0 || this.#end) return Promise.resolve();
@@ -175,8 +184,10 @@ export class IncomingQueue {
     return this.#waiter.promise;
   }
 
+  // Called last in push/end, once the queue's state is final: the listener may poll().
   #wake(): void {
     if (!this.#waiter.settled) this.#waiter.resolve();
+    this.#listener?.();
   }
 
   #settleIfDrained(): void {

@@ -55,6 +55,9 @@ class WseAdapterConnection implements AdapterConnection {
   readable(): Promise<void> {
     return this.#ws.readable();
   }
+  onReadable(listener: (() => void) | undefined): void {
+    this.#ws.onReadable(listener);
+  }
   get closed(): Promise<CloseInfo> {
     return this.#ws.closed;
   }

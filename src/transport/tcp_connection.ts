@@ -336,6 +336,14 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     return this.#queue.readable();
   }
 
+  /**
+   * Registers the one function called synchronously each time a message is queued or the stream
+   * ends (`undefined` removes it); it may `poll()` from inside the call.
+   */
+  onReadable(listener: (() => void) | undefined): void {
+    this.#queue.listen(listener);
+  }
+
   /** Iterates received messages until the connection ends. */
   async *[Symbol.asyncIterator](): AsyncGenerator<WireMessage, void, undefined> {
     while (true) {

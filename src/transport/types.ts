@@ -91,6 +91,12 @@ export interface AdapterConnection {
   poll(): WireMessage | undefined;
   /** Resolves when `poll()` has a message or the connection has closed. */
   readable(): Promise<void>;
+  /**
+   * Registers the one function called synchronously each time a message is queued or the stream
+   * ends (`undefined` removes it). A consumer that drains with `poll()` from it moves messages
+   * without a promise per message; `readable()` still works beside it.
+   */
+  onReadable(listener: (() => void) | undefined): void;
   /** Settles (never rejects) once the connection is closed and every queued message was polled. */
   readonly closed: Promise<CloseInfo>;
   /** True once the socket is closed (messages may still be queued). */

@@ -216,6 +216,9 @@ class WhatwgConnection implements AdapterConnection {
   readable(): Promise<void> {
     return this.#queue.readable();
   }
+  onReadable(listener: (() => void) | undefined): void {
+    this.#queue.listen(listener);
+  }
 
   send(data: OutgoingData): Promise<void> {
     if (this.#ws.readyState !== 1 || this.#localClose) {

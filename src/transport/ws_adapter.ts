@@ -203,6 +203,9 @@ class WsConnection implements AdapterConnection {
   readable(): Promise<void> {
     return this.#queue.readable();
   }
+  onReadable(listener: (() => void) | undefined): void {
+    this.#queue.listen(listener);
+  }
 
   send(data: OutgoingData): Promise<void> {
     if (this.#ws.readyState !== WebSocket.OPEN || this.#localClose) {

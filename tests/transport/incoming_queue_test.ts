@@ -111,3 +111,22 @@ Deno.test("memory stays bounded over a long stream (array compacts)", () => {
   while (q.poll()) { /* drain */ }
   assert.equal(q.length, 0);
 });
+
+Deno.test("listen: called synchronously after each push and on end; may poll from inside", () => {
+  const q = new IncomingQueue();
+  const seen: (number | "end")[] = [];
+  q.listen(() => {
+    for (let m = q.poll(); m; m = q.poll()) seen.push((m as { data: Uint8Array }).data.byteLength);
+    if (q.ended) seen.push("end");
+  });
+  q.push(bin(1));
+  q.push(bin(2));
+  assert.deepEqual(seen, [1, 2], "each push drained at once, nothing left queued");
+  assert.equal(q.length, 0);
+  q.end(drop);
+  assert.deepEqual(seen, [1, 2, "end"]);
+  q.listen(undefined);
+  const q2 = new IncomingQueue();
+  q2.push(bin(1)); // no listener: queued as before
+  assert.equal(q2.length, 1);
+});
