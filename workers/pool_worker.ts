@@ -204,6 +204,10 @@ async function readerLoop(init: Init, mod: PoolWorkerModule): Promise<void> {
     }
   }
 
+  // Leases taken while a handler runs. One still held when its handler settles is released
+  // then: the lock is this worker's token, so keeping it would stall every worker, this one too.
+  const leases: WorkerLease[] = [];
+
   class WorkerLease implements PauseLease {
     #held = true;
     readonly #gen: number;
@@ -256,7 +260,9 @@ async function readerLoop(init: Init, mod: PoolWorkerModule): Promise<void> {
       exit: () => post(["exit", gen]),
       pause: async (signal?: AbortSignal) => {
         await lockAsync(ctl, token, signal);
-        return new WorkerLease(gen);
+        const lease = new WorkerLease(gen);
+        leases.push(lease);
+        return lease;
       },
     };
     if (!trace) {
@@ -317,6 +323,7 @@ async function readerLoop(init: Init, mod: PoolWorkerModule): Promise<void> {
     } catch (e) {
       fail(e, d.gen);
     }
+    for (const lease of leases.splice(0)) lease.resume();
     Atomics.store(ctl, inflightWord, 0);
     release(ctl, ring, pos);
     // wake chaining: handlers are slow (≥ 50 µs) and more is published than this worker has

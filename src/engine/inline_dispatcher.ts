@@ -54,6 +54,8 @@ export class InlineDispatcher implements Dispatcher {
   #host?: DispatchHost;
   #ctx?: MessageContext;
   #locked = false;
+  /** Leases held now, with the session each was taken for. */
+  #leases = new Set<{ host: DispatchHost; lease: PauseLease }>();
   #lockWaiters: { grant(): void; fail(e: unknown): void }[] = [];
   #readers = new Set<() => void>();
   #changed?: Deferred<void>; // created only when someone waits: no promise per message
@@ -78,8 +80,12 @@ export class InlineDispatcher implements Dispatcher {
     return Promise.resolve();
   }
 
-  /** A new session begins. */
+  /**
+   * A new session begins. A pause still held from an ended session is released: its holder could
+   * read that session's last messages until now, but it must not block this one.
+   */
   attach(host: DispatchHost): void {
+    for (const { host: of, lease } of [...this.#leases]) if (of !== host) lease.resume();
     this.#host = host;
     this.#ctx = messageContext(host, "main", (signal) => this.#pauseFor(host, signal));
   }
@@ -249,10 +255,13 @@ export class InlineDispatcher implements Dispatcher {
       resume: () => {
         if (!held) return;
         held = false;
+        this.#leases.delete(entry);
         this.#release();
         this.#notify(); // wake the loop, and fail reads still waiting on this lease
       },
     };
+    const entry = { host, lease };
+    this.#leases.add(entry);
     return lease;
   }
 

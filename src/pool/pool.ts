@@ -445,6 +445,8 @@ export class PoolDispatcher implements Dispatcher {
 
   /** A new session begins: its messages carry its id to the workers. */
   attach(host: DispatchHost): void {
+    // A main-thread pause still held from an ended session must not block this one.
+    this.#mainLease?.resume();
     this.#gen = (this.#gen + 1) | 0;
     writeSession(this.#ctl, this.#gen, host.sessionId);
     this.#host = host;

@@ -154,3 +154,25 @@ Deno.test({
     assert.ok(performance.now() - t0 < 1000);
   },
 });
+
+Deno.test({
+  ...opts,
+  name: "a pause still held from an ended session is released when the next one attaches",
+  async fn() {
+    const seen: string[] = [];
+    const d = new InlineDispatcher((m, ctx) => void seen.push(`${ctx.sessionId}:${m.data}`));
+    await d.init();
+    const first = host([], "s1");
+    d.attach(first);
+    const stale = await d.pause(); // e.g. taken in onMessage, never resumed
+    d.push(msg("old"));
+    assert.deepEqual(await stale.read({ timeoutMs: 1000 }), msg("old"), "still readable");
+    d.detach();
+    d.attach(host([], "s2"));
+    assert.equal(stale.held, false);
+    d.push(msg("new"));
+    for (let i = 0; i < 50 && seen.length < 1; i++) await tick();
+    assert.deepEqual(seen, ["s2:new"], "the new session is dispatched");
+    await d.close(100);
+  },
+});

@@ -112,6 +112,35 @@ Deno.test({
 });
 
 Deno.test({
+  name: "pool: a handler that never resumes its pause does not stall the pool",
+  ...SAN,
+  fn: async () => {
+    await withPool({ count: 1 }, async (pool, host) => {
+      await pushAll(pool, [text("pause-forget")]);
+      await pushAll(pool, Array.from({ length: 5 }, (_, i) => text(`y${i}`)));
+      await waitFor(() => host.sent.length === 5, "5 replies: the lease ended with its handler");
+      const lease = await pool.pause(); // the lock is free again
+      lease.resume();
+    });
+  },
+});
+
+Deno.test({
+  name: "pool: a main-thread pause from an ended session is released by the next attach",
+  ...SAN,
+  fn: async () => {
+    await withPool({ count: 1 }, async (pool, host) => {
+      const stale = await pool.pause();
+      pool.detach();
+      pool.attach(host);
+      assert.equal(stale.held, false);
+      await pushAll(pool, [text("z")]);
+      await waitFor(() => host.sent.length === 1, "dispatched in the new session");
+    });
+  },
+});
+
+Deno.test({
   name: "pool: pause from the main thread reads in order and holds dispatch until resume",
   ...SAN,
   fn: async () => {
