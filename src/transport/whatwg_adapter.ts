@@ -10,20 +10,18 @@
  * @module
  */
 
-import { IncomingQueue } from "./incoming_queue.ts";
+import { QueuedConnection } from "./queued_connection.ts";
 import {
   type AdapterConnection,
   type CloseInfo,
   ConnectionClosedError,
   DialError,
   type DialOptions,
-  type HandshakeInfo,
   NotSupportedError,
   type OutgoingData,
   type WebSocketAdapter,
   type WireMessage,
 } from "./types.ts";
-import { deferred } from "../util/async.ts";
 
 /** The constructor shape the adapter needs (the global `WebSocket` by default). */
 export type WebSocketConstructor = new (
@@ -138,30 +136,14 @@ function sendable(code: number): boolean {
   return code === 1000 || (code >= 3000 && code <= 4999);
 }
 
-class WhatwgConnection implements AdapterConnection {
+class WhatwgConnection extends QueuedConnection {
   readonly #ws: WebSocket;
-  readonly #queue: IncomingQueue;
-  readonly #closeInfo = deferred<CloseInfo>();
   #localClose?: { code: number; reason: string };
   #closing?: Promise<CloseInfo>;
-  #isClosed = false;
-  handshake: HandshakeInfo = { protocol: "", extensions: "" };
 
   constructor(ws: WebSocket, opts: DialOptions) {
+    super(opts); // a WHATWG socket cannot stop reading: no flow control to give
     this.#ws = ws;
-    this.#queue = new IncomingQueue({
-      highWaterMark: opts.readHighWaterMark,
-      lowWaterMark: opts.readLowWaterMark,
-      maxQueuedBytes: opts.maxQueuedBytes,
-      overflow: opts.overflow,
-      // A WHATWG socket cannot stop reading: onPause/onResume have nothing to do.
-      onOverflow: (error) => {
-        try {
-          opts.onError?.(error);
-        } catch { /* the sink must not break reading */ }
-        if (error.policy === "close") void this.close(1008, "read overflow", 1000);
-      },
-    });
     const maxPayload = opts.maxPayload;
     ws.addEventListener("message", (ev) => {
       const data = ev.data;
@@ -175,10 +157,9 @@ class WhatwgConnection implements AdapterConnection {
         void this.close(1009, "message too big", 1000);
         return;
       }
-      this.#queue.push(message);
+      this.received(message);
     });
     ws.addEventListener("close", (ev) => {
-      this.#isClosed = true;
       const local = this.#localClose;
       const info: CloseInfo = local
         ? { code: local.code, reason: local.reason, wasClean: ev.wasClean, initiator: "local" }
@@ -188,8 +169,7 @@ class WhatwgConnection implements AdapterConnection {
           wasClean: ev.wasClean,
           initiator: ev.wasClean && ev.code !== 1006 ? "remote" : "drop",
         };
-      this.#closeInfo.resolve(info);
-      this.#queue.end(info);
+      this.ended(info);
     });
   }
 
@@ -200,24 +180,8 @@ class WhatwgConnection implements AdapterConnection {
   get underlying(): unknown {
     return this.#ws;
   }
-  get closed(): Promise<CloseInfo> {
-    return this.#queue.closed;
-  }
-  get isClosed(): boolean {
-    return this.#isClosed;
-  }
   get bufferedAmount(): number {
     return this.#ws.bufferedAmount;
-  }
-
-  poll(): WireMessage | undefined {
-    return this.#queue.poll();
-  }
-  readable(): Promise<void> {
-    return this.#queue.readable();
-  }
-  onReadable(listener: (() => void) | undefined): void {
-    this.#queue.listen(listener);
   }
 
   send(data: OutgoingData): Promise<void> {
@@ -241,7 +205,7 @@ class WhatwgConnection implements AdapterConnection {
 
   close(code = 1000, reason = "", timeoutMs = 5000): Promise<CloseInfo> {
     if (this.#closing) return this.#closing;
-    if (this.#isClosed) return (this.#closing = this.#closeInfo.promise);
+    if (this.isClosed) return (this.#closing = this.socketClosed);
     this.#localClose = { code, reason };
     try {
       this.#ws.close(sendable(code) ? code : 1000, reason);
@@ -257,15 +221,13 @@ class WhatwgConnection implements AdapterConnection {
         resolve({ code, reason, wasClean: false, initiator: "local" });
       }, timeoutMs);
     });
-    this.#closing = Promise.race([this.#closeInfo.promise, timeout]).finally(() =>
-      clearTimeout(timer)
-    );
+    this.#closing = Promise.race([this.socketClosed, timeout]).finally(() => clearTimeout(timer));
     return this.#closing;
   }
 
   terminate(): void {
     // The WHATWG API has no abort: start a close and stop waiting for it.
-    if (this.#isClosed) return;
+    if (this.isClosed) return;
     this.#localClose ??= { code: 1006, reason: "terminated" };
     try {
       this.#ws.close(1000, "terminated");

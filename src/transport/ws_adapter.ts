@@ -9,7 +9,7 @@
 import WebSocket from "ws";
 import { Buffer } from "node:buffer";
 import type { ClientRequest, IncomingMessage } from "node:http";
-import { IncomingQueue } from "./incoming_queue.ts";
+import { QueuedConnection } from "./queued_connection.ts";
 import {
   type AdapterConnection,
   type CloseInfo,
@@ -21,7 +21,7 @@ import {
   type WebSocketAdapter,
   type WireMessage,
 } from "./types.ts";
-import { deferred, TimeoutError } from "../util/async.ts";
+import { TimeoutError } from "../util/async.ts";
 
 /** Options of {@linkcode wsAdapter}. */
 export interface WsAdapterOptions {
@@ -120,32 +120,18 @@ function dial(url: URL, opts: DialOptions, adapterOptions: WsAdapterOptions) {
   });
 }
 
-class WsConnection implements AdapterConnection {
+class WsConnection extends QueuedConnection {
   readonly #ws: WebSocket;
-  readonly #queue: IncomingQueue;
-  readonly #closeInfo = deferred<CloseInfo>();
   readonly #pings: { resolve(rtt: number): void; reject(e: unknown): void; sent: number }[] = [];
   #localClose = false;
   #closing?: Promise<CloseInfo>;
-  #isClosed = false;
-  handshake: HandshakeInfo = { protocol: "", extensions: "" };
 
   constructor(ws: WebSocket, opts: DialOptions) {
-    this.#ws = ws;
-    this.#queue = new IncomingQueue({
-      highWaterMark: opts.readHighWaterMark,
-      lowWaterMark: opts.readLowWaterMark,
-      maxQueuedBytes: opts.maxQueuedBytes,
-      overflow: opts.overflow,
-      onPause: () => ws.readyState === WebSocket.OPEN && ws.pause(),
-      onResume: () => ws.readyState === WebSocket.OPEN && ws.resume(),
-      onOverflow: (error) => {
-        try {
-          opts.onError?.(error);
-        } catch { /* the sink must not break reading */ }
-        if (error.policy === "close") void this.close(1008, "read overflow", 1000);
-      },
+    super(opts, {
+      pause: () => ws.readyState === WebSocket.OPEN && ws.pause(),
+      resume: () => ws.readyState === WebSocket.OPEN && ws.resume(),
     });
+    this.#ws = ws;
     ws.on("message", (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
       const buf = Array.isArray(data)
         ? Buffer.concat(data)
@@ -155,7 +141,7 @@ class WsConnection implements AdapterConnection {
       const message: WireMessage = isBinary
         ? { type: "binary", data: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength) }
         : { type: "text", data: buf.toString("utf8") };
-      this.#queue.push(message);
+      this.received(message);
     });
     ws.on("pong", () => {
       const p = this.#pings.shift();
@@ -164,7 +150,6 @@ class WsConnection implements AdapterConnection {
     // After the handshake, errors end in "close"; listen so they are not thrown.
     ws.on("error", () => {});
     ws.on("close", (code: number, reason: Buffer) => {
-      this.#isClosed = true;
       const r = reason.toString("utf8");
       const wasClean = code !== 1006;
       const info: CloseInfo = {
@@ -175,8 +160,7 @@ class WsConnection implements AdapterConnection {
       };
       const closedError = new ConnectionClosedError("the connection closed", info);
       for (const p of this.#pings.splice(0)) p.reject(closedError);
-      this.#closeInfo.resolve(info);
-      this.#queue.end(info);
+      this.ended(info);
     });
   }
 
@@ -187,24 +171,8 @@ class WsConnection implements AdapterConnection {
   get underlying(): unknown {
     return this.#ws;
   }
-  get closed(): Promise<CloseInfo> {
-    return this.#queue.closed;
-  }
-  get isClosed(): boolean {
-    return this.#isClosed;
-  }
   get bufferedAmount(): number {
     return this.#ws.bufferedAmount;
-  }
-
-  poll(): WireMessage | undefined {
-    return this.#queue.poll();
-  }
-  readable(): Promise<void> {
-    return this.#queue.readable();
-  }
-  onReadable(listener: (() => void) | undefined): void {
-    this.#queue.listen(listener);
   }
 
   send(data: OutgoingData): Promise<void> {
@@ -245,7 +213,7 @@ class WsConnection implements AdapterConnection {
 
   close(code = 1000, reason = "", timeoutMs = 5000): Promise<CloseInfo> {
     if (this.#closing) return this.#closing;
-    if (this.#isClosed) return (this.#closing = this.#closeInfo.promise);
+    if (this.isClosed) return (this.#closing = this.socketClosed);
     this.#localClose = true;
     try {
       this.#ws.resume(); // a paused socket would never see the peer's close frame
@@ -254,12 +222,12 @@ class WsConnection implements AdapterConnection {
       this.#ws.terminate();
     }
     const timer = setTimeout(() => this.#ws.terminate(), timeoutMs);
-    this.#closing = this.#closeInfo.promise.finally(() => clearTimeout(timer));
+    this.#closing = this.socketClosed.finally(() => clearTimeout(timer));
     return this.#closing;
   }
 
   terminate(): void {
-    if (this.#isClosed) return;
+    if (this.isClosed) return;
     this.#localClose = true;
     this.#ws.terminate();
   }
