@@ -61,7 +61,7 @@ export function barChartSvg(title: string, rows: Row[], unit = "msg/s"): string 
     y += 20;
     for (const r of gr) {
       const w = Math.max(1, (r.rate / max) * chartW);
-      const ours = r.name.startsWith("wse");
+      const ours = /\bwse\b/.test(r.name);
       parts.push(
         `<text x="10" y="${y + 13}" font-size="12">${escapeXml(r.name)}</text>`,
         `<rect x="${labelW}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${
