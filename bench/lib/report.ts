@@ -85,8 +85,9 @@ ${parts.join("\n")}
 }
 
 /**
- * Writes `bench/results/<name>.json` (rows, ratios, environment) and `<name>.svg`, prints a table,
- * and prints `ratios` as one JSON object on the last line.
+ * Writes `bench/results/<name>.json` (rows, ratios, environment) and `<name>.svg` (`<name>-quick.*`
+ * when `notes.quick` is true), prints a table, and prints `ratios` as one JSON object on the last
+ * line.
  */
 export async function writeReport(
   name: string,
@@ -95,6 +96,8 @@ export async function writeReport(
   ratios: Record<string, number>,
   notes: Record<string, unknown> = {},
 ): Promise<void> {
+  // A quick run is a smoke test: it must not overwrite the full run's results the README shows.
+  if (notes.quick === true) name = `${name}-quick`;
   const dir = new URL("../results/", import.meta.url);
   await Deno.mkdir(dir, { recursive: true });
   const env = {
