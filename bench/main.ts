@@ -1,8 +1,7 @@
 /**
  * `deno task bench [name] [--quick]`: runs `bench/<name>.ts` (all of them when no name is given).
  * Each benchmark writes `bench/results/<name>.json` and `<name>.svg` (`<name>-quick.*` with
- * `--quick`), and prints one
- * JSON object of ratios as its last line.
+ * `--quick`), and prints one JSON object of ratios as its last line.
  */
 const known = ["dispatch", "protocol"];
 const names = Deno.args.filter((a) => !a.startsWith("--"));
