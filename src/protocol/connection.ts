@@ -10,6 +10,7 @@ import { Buffer } from "node:buffer";
 import { decodeClosePayload, encodeClosePayload, truncateCloseReason } from "./close.ts";
 import { type DeflateParams, PerMessageDeflate } from "./deflate.ts";
 import { CloseCode, InvalidStateError, ProtocolError } from "./errors.ts";
+import { nextMaskKey } from "./mask.ts";
 import {
   encodedFrameLength,
   encodeFrame,
@@ -81,19 +82,6 @@ export type ProtocolEvent =
   /** Fatal: a close frame with `error.closeCode` is queued; no more events follow. */
   | { type: "error"; error: ProtocolError };
 
-// Masking keys come from one crypto-random pool instead of a getRandomValues call per frame.
-let maskPool = new Uint8Array(0);
-let maskPos = 0;
-function pooledMask(): Uint8Array {
-  if (maskPos + 4 > maskPool.length) {
-    maskPool = crypto.getRandomValues(new Uint8Array(4096));
-    maskPos = 0;
-  }
-  const key = maskPool.subarray(maskPos, maskPos + 4);
-  maskPos += 4;
-  return key;
-}
-
 /**
  * One WebSocket connection's protocol state after the opening handshake.
  *
@@ -162,7 +150,7 @@ export class ProtocolConnection {
     this.#deflate = options.deflate
       ? new PerMessageDeflate(options.deflate, this.role, options.deflateOptions)
       : undefined;
-    this.#randomMask = options.randomMask ?? pooledMask;
+    this.#randomMask = options.randomMask ?? nextMaskKey;
     this.#autoPong = options.autoPong ?? true;
   }
 

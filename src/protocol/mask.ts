@@ -42,3 +42,26 @@ export function applyMask(data: Uint8Array, key: Uint8Array, keyOffset = 0): voi
   }
   for (; i < n; i++) data[i] ^= key[(i + keyOffset) & 3];
 }
+
+let maskPool = new Uint8Array(0);
+let maskPos = 0;
+
+/**
+ * A fresh 4-byte masking key, drawn from a crypto-random pool (one `getRandomValues` per 1024 keys
+ * instead of one per frame).
+ *
+ * @example
+ * ```ts
+ * import { nextMaskKey } from "./mask.ts";
+ * console.log(nextMaskKey().length); // 4
+ * ```
+ */
+export function nextMaskKey(): Uint8Array {
+  if (maskPos + 4 > maskPool.length) {
+    maskPool = crypto.getRandomValues(new Uint8Array(4096));
+    maskPos = 0;
+  }
+  const key = maskPool.subarray(maskPos, maskPos + 4);
+  maskPos += 4;
+  return key;
+}

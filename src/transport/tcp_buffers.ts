@@ -59,25 +59,3 @@ export function recycleBuffer(buf: Uint8Array): void {
   free[k].push(buf);
   kept += len;
 }
-
-let maskPool = new Uint8Array(0);
-let maskPos = 0;
-
-/**
- * A fresh 4-byte masking key, drawn from a crypto-random pool (one `getRandomValues` per 1024 keys).
- *
- * @example
- * ```ts
- * import { nextMaskKey } from "./tcp_buffers.ts";
- * console.log(nextMaskKey().length); // 4
- * ```
- */
-export function nextMaskKey(): Uint8Array {
-  if (maskPos + 4 > maskPool.length) {
-    maskPool = crypto.getRandomValues(new Uint8Array(4096));
-    maskPos = 0;
-  }
-  const key = maskPool.subarray(maskPos, maskPos + 4);
-  maskPos += 4;
-  return key;
-}

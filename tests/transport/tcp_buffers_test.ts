@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { nextMaskKey, recycleBuffer, takeBuffer } from "../../src/transport/tcp_buffers.ts";
+import { recycleBuffer, takeBuffer } from "../../src/transport/tcp_buffers.ts";
+import { nextMaskKey } from "../../src/protocol/mask.ts";
 
 Deno.test("tcp buffers: power-of-two classes, reuse, foreign buffers ignored", () => {
   const a = takeBuffer(3000);
