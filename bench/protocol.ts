@@ -136,6 +136,24 @@ interface Client {
   close(): Promise<void>;
 }
 
+/** Serial echo round trips until `n` or `capMs`: microseconds per round trip. */
+async function roundTrips(
+  send: () => unknown,
+  next: () => Promise<unknown>,
+  n: number,
+  capMs: number,
+): Promise<number[]> {
+  const out: number[] = [];
+  const end = performance.now() + capMs;
+  for (let i = 0; i < n && performance.now() < end; i++) {
+    const t = performance.now();
+    await send();
+    await next();
+    out.push((performance.now() - t) * 1000);
+  }
+  return out;
+}
+
 async function wseClient(url: string): Promise<Client> {
   const ws = await connect(url, {
     compression: false,
@@ -162,17 +180,7 @@ async function wseClient(url: string): Promise<Client> {
       if (m.type !== "text" || Number(m.data) !== n) throw new Error(`wse push got ${m.data}`);
       return dt;
     },
-    async rtt(payload, n, capMs) {
-      const out: number[] = [];
-      const end = performance.now() + capMs;
-      for (let i = 0; i < n && performance.now() < end; i++) {
-        const t = performance.now();
-        await ws.send(payload);
-        await next();
-        out.push((performance.now() - t) * 1000);
-      }
-      return out;
-    },
+    rtt: (payload, n, capMs) => roundTrips(() => ws.send(payload), next, n, capMs),
     async close() {
       await ws.close(1000, "", 2000);
     },
@@ -223,17 +231,7 @@ async function wsClient(url: string): Promise<Client> {
       if (Number(m) !== n) throw new Error(`ws push got ${m}`);
       return dt;
     },
-    async rtt(payload, n, capMs) {
-      const out: number[] = [];
-      const end = performance.now() + capMs;
-      for (let i = 0; i < n && performance.now() < end; i++) {
-        const t = performance.now();
-        ws.send(payload);
-        await box.next();
-        out.push((performance.now() - t) * 1000);
-      }
-      return out;
-    },
+    rtt: (payload, n, capMs) => roundTrips(() => ws.send(payload), () => box.next(), n, capMs),
     close() {
       return new Promise<void>((r) => {
         ws.once("close", () => r());
@@ -266,17 +264,7 @@ async function denoClient(url: string): Promise<Client> {
       if (Number(m) !== n) throw new Error(`native push got ${m}`);
       return dt;
     },
-    async rtt(payload, n, capMs) {
-      const out: number[] = [];
-      const end = performance.now() + capMs;
-      for (let i = 0; i < n && performance.now() < end; i++) {
-        const t = performance.now();
-        ws.send(payload);
-        await box.next();
-        out.push((performance.now() - t) * 1000);
-      }
-      return out;
-    },
+    rtt: (payload, n, capMs) => roundTrips(() => ws.send(payload), () => box.next(), n, capMs),
     close() {
       return new Promise<void>((r) => {
         ws.onclose = () => r();
