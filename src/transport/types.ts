@@ -77,6 +77,35 @@ export interface DialOptions {
  */
 export type OverflowPolicy = "close" | "drop-newest" | "drop-oldest";
 
+/**
+ * Receives a connection's data messages as they are parsed, with no `WireMessage` per message
+ * (the worker pool copies each payload straight into its shared-memory ring).
+ *
+ * @example
+ * ```ts
+ * import type { MessageSink } from "./types.ts";
+ * let bytes = 0;
+ * const sink: MessageSink = {
+ *   deliver: (_text, payload) => {
+ *     bytes += payload.length;
+ *     return true;
+ *   },
+ *   writable: () => Promise.resolve(),
+ * };
+ * ```
+ */
+export interface MessageSink {
+  /**
+   * One data message. `payload` is valid only during the call: copy what you keep. Text arrives
+   * as UTF-8 bytes the connection has already validated (`text` true). Returns false when the sink
+   * cannot take it now: the connection keeps this message and the ones after it, in order, stops
+   * reading the socket, and offers them again once {@linkcode MessageSink.writable} resolves.
+   */
+  deliver(text: boolean, payload: Uint8Array): boolean;
+  /** Resolves when `deliver` may succeed again. */
+  writable(): Promise<void>;
+}
+
 /** An open connection made by an adapter. */
 export interface AdapterConnection {
   /** What the handshake gave. */
@@ -97,6 +126,12 @@ export interface AdapterConnection {
    * without a promise per message; `readable()` still works beside it.
    */
   onReadable(listener: (() => void) | undefined): void;
+  /**
+   * Optional fast path: while a sink is set, data messages go to it instead of the queue (messages
+   * already queued go first, in order); `poll()` returns nothing new. `undefined` goes back to the
+   * queue. Adapters that cannot hand out raw payloads leave it out.
+   */
+  setSink?(sink: MessageSink | undefined): void;
   /** Settles (never rejects) once the connection is closed and every queued message was polled. */
   readonly closed: Promise<CloseInfo>;
   /** True once the socket is closed (messages may still be queued). */
