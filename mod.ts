@@ -1,52 +1,44 @@
 /**
  * wse: a Deno-first WebSocket engine.
  *
- * - A reconnecting client engine with six callbacks (`onOpen`, `onMessage`, `onClose`,
- *   `onReadError`, `onCloseError`, `onRestartError`), jittered backoff and a graceful `stop()`.
- * - `onMessage` in a pool of Web Workers, fed through a SharedArrayBuffer ring; the read lock and
- *   the pause button are one Atomics mutex.
- * - Its own RFC 6455 client and server on raw TCP.
+ * - A reconnecting client, {@linkcode WebSocketEngine}, with six callbacks (`onOpen`, `onMessage`,
+ *   `onClose`, `onReadError`, `onCloseError`, `onRestartError`), jittered backoff, a pause button
+ *   and a graceful `stop()`.
+ * - `onMessage` in a pool of Web Workers (the `workers` option), fed through a SharedArrayBuffer
+ *   ring; the read lock and the pause button are one Atomics mutex.
+ * - Its own RFC 6455 client (the default adapter where `Deno.connect` exists), or the runtime's
+ *   `WebSocket`, or `npm:ws`.
+ *
+ * Other entry points: `@wse/engine/transport` (our client and server on raw TCP),
+ * `@wse/engine/protocol` (the sans-I/O codec), `@wse/engine/testing` (a test kit).
+ *
+ * @example
+ * ```ts ignore
+ * import { WebSocketEngine } from "@wse/engine";
+ * const engine = new WebSocketEngine({
+ *   url: "ws://127.0.0.1:8080/",
+ *   client: {
+ *     onOpen: (ctx) => ctx.send("hello"),
+ *     onMessage: (msg, ctx) => console.log(ctx.sessionId, msg.data),
+ *   },
+ * });
+ * await engine.start();
+ * await engine.stop();
+ * ```
  *
  * @module
  */
 
-// ---- shared: the adapter contract and async helpers ----
-export type {
-  AdapterConnection,
-  CloseInfo,
-  DialOptions,
-  HandshakeInfo,
-  OutgoingData,
-  OverflowPolicy,
-  WebSocketAdapter,
-  WireMessage,
-} from "./src/transport/types.ts";
-export {
-  ConnectionClosedError,
-  DialError,
-  NotSupportedError,
-  ReadOverflowError,
-} from "./src/transport/types.ts";
-export { TimeoutError } from "./src/util/async.ts";
-export type {
-  Dispatcher,
-  DispatchHost,
-  PauseLease,
-  TraceCarrier,
-} from "./src/engine/dispatcher.ts";
-
-// ---- engine (issue 2) ----
+// ---- the engine ----
 export { type EngineState, WebSocketEngine } from "./src/engine/engine.ts";
 export type {
-  Awaitable,
   CloseFrame,
-  DispatcherFactory,
   EngineClient,
   EngineOptions,
   HeartbeatOptions,
   ReconnectOptions,
+  WorkerModule,
 } from "./src/engine/options.ts";
-export { ENGINE_DEFAULTS } from "./src/engine/options.ts";
 export type {
   CloseContext,
   MessageContext,
@@ -54,82 +46,39 @@ export type {
   RestartErrorContext,
   SessionContext,
 } from "./src/engine/context.ts";
+export type { RequestOptions } from "./src/engine/request.ts";
+export type { PoolOptions } from "./src/dispatch/pool.ts";
+export type { PauseLease, TraceCarrier } from "./src/dispatch/types.ts";
+
+// ---- adapters and their contract ----
+export { whatwgAdapter } from "./src/transport/whatwg_adapter.ts";
+export { wsAdapter } from "./src/transport/ws_adapter.ts";
+export { wseAdapter } from "./src/transport/tcp_adapter.ts";
+export type {
+  AdapterConnection,
+  CloseInfo,
+  DialOptions,
+  HandshakeInfo,
+  MessageSink,
+  OutgoingData,
+  OverflowPolicy,
+  WebSocketAdapter,
+  WireMessage,
+} from "./src/transport/types.ts";
+
+// ---- errors ----
 export {
   CloseError,
   EngineOptionError,
   EngineStartError,
   EngineStateError,
 } from "./src/engine/errors.ts";
-export type { RequestOptions, ResponseMatcher } from "./src/engine/request.ts";
-export { InlineDispatcher, type InlineDispatcherOptions } from "./src/engine/inline_dispatcher.ts";
-export { backoffCeiling, type BackoffPolicy, fullJitterDelay } from "./src/engine/backoff.ts";
 export {
-  type WebSocketConstructor,
-  whatwgAdapter,
-  type WhatwgAdapterOptions,
-} from "./src/transport/whatwg_adapter.ts";
-export { wsAdapter, type WsAdapterOptions } from "./src/transport/ws_adapter.ts";
-
-// ---- test kit: a fault-injecting echo server for users' own tests ----
-export { type EchoServer, startEchoServer } from "./src/testing/echo_server.ts";
-
-// ---- pool (issue 3) ----
-export {
-  PoolDispatcher,
-  type PoolOptions,
-  poolOptionsProblem,
-  WorkerDiedError,
-} from "./src/pool/pool.ts";
-export type { PoolMessageContext, PoolWorkerModule } from "./src/pool/types.ts";
-
-// ---- protocol and own transport (issue 4) ----
-export {
-  acceptKey,
-  buildClientRequest,
-  CloseCode,
-  encodeFrame,
-  FrameParser,
-  generateKey,
-  HandshakeError,
-  HttpHeadReader,
-  negotiateServer,
-  Opcode,
-  ProtocolConnection,
-  ProtocolError,
-  rejectionResponse,
-  validateServerResponse,
-} from "./src/protocol/mod.ts";
-export type {
-  ClientHandshakeOptions,
-  DeflateOptions,
-  DeflateParams,
-  EncodeOptions,
-  Frame,
-  FrameParserOptions,
-  HandshakeRejection,
-  HandshakeRequest,
-  HandshakeResult,
-  ProtocolEvent,
-  ProtocolOptions,
-  RequestHead,
-  ResponseHead,
-  ServerHandshakeOptions,
-  ServerNegotiation,
-} from "./src/protocol/mod.ts";
-export { connect, type ConnectOptions } from "./src/transport/tcp_client.ts";
-export {
-  type ConnectionState,
-  type ConnectionStats,
-  WebSocketConnection,
-  type WebSocketConnectionOptions,
-} from "./src/transport/tcp_connection.ts";
-export {
-  handleNodeUpgrade,
-  serve,
-  type ServeOptions,
-  type UpgradeOptions,
-  type UpgradeRequest,
-  type WebSocketServer,
-} from "./src/transport/tcp_server.ts";
-export { wseAdapter, type WseAdapterOptions } from "./src/transport/tcp_adapter.ts";
-export type { StreamAddr } from "./src/transport/tcp_stream.ts";
+  ConnectionClosedError,
+  DialError,
+  NotSupportedError,
+  ReadOverflowError,
+} from "./src/transport/types.ts";
+export { TimeoutError } from "./src/util/async.ts";
+export { WorkerDiedError } from "./src/dispatch/pool.ts";
+export { LeaseResumedError } from "./src/dispatch/types.ts";

@@ -30,7 +30,7 @@ import { whatwgAdapter } from "../src/transport/whatwg_adapter.ts";
 import { wseAdapter } from "../src/transport/tcp_adapter.ts";
 import { connect } from "../src/transport/tcp_client.ts";
 import type { AdapterConnection, WebSocketAdapter } from "../src/transport/types.ts";
-import { PoolDispatcher } from "../src/pool/pool.ts";
+import { PoolDispatcher } from "../src/dispatch/pool.ts";
 import { handle } from "./dispatch_handler.ts";
 
 const HANDLER = new URL("./dispatch_handler.ts", import.meta.url);
@@ -179,13 +179,14 @@ async function engine(
 
 /** (c, diagnostic): the pool fed straight from the runtime's WebSocket, no engine in between. */
 async function direct(j: Job, workers: number): Promise<number> {
-  const pool = new PoolDispatcher({ module: HANDLER, count: workers, ringBytes: 4 << 20 });
+  const pool = new PoolDispatcher({ module: HANDLER, count: workers, ringBytes: 4 << 20 }, {
+    order: "none",
+  });
   await pool.init();
-  pool.attach({
-    sessionId: "bench",
+  const conn = pool.open({
+    id: "bench",
     send: () => Promise.resolve(),
-    restart: () => {},
-    exit: () => {},
+    call: () => undefined,
     reportError: (e) => console.error(e),
   });
   const report = finalReport(120_000);
@@ -197,15 +198,15 @@ async function direct(j: Job, workers: number): Promise<number> {
   const drain = async () => {
     draining = true;
     for (let i = 0; i < 1e9 && backlog.length; i++) {
-      if (pool.push({ type: "binary", data: backlog[0] })) backlog.shift();
-      else await pool.writable();
+      if (conn.push({ type: "binary", data: backlog[0] })) backlog.shift();
+      else await conn.writable();
     }
     draining = false;
   };
   ws.onopen = () => t0 = performance.now();
   ws.onmessage = (e) => {
     const data = new Uint8Array(e.data);
-    if (backlog.length || !pool.push({ type: "binary", data })) {
+    if (backlog.length || !conn.push({ type: "binary", data })) {
       backlog.push(data);
       if (!draining) drain();
     }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { PoolMessageContext } from "../../mod.ts";
+import type { MessageContext } from "../../mod.ts";
 import type { WireMessage } from "../../mod.ts";
 
 /** Counts the primes below `limit` by trial division (deliberately CPU-bound). */
@@ -25,7 +25,7 @@ export function countPrimes(limit: number): number {
 }
 
 /** Handles one job: `"primes <limit>"` → sends back `"<limit> <count>"`. */
-export async function onMessage(message: WireMessage, ctx: PoolMessageContext): Promise<void> {
+export async function onMessage(message: WireMessage, ctx: MessageContext): Promise<void> {
   if (message.type !== "text") return;
   const limit = Number(message.data.split(" ")[1]);
   await ctx.send(`${limit} ${countPrimes(limit)}`);

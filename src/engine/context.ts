@@ -6,12 +6,12 @@
  * @module
  */
 
-import type { PauseLease } from "./dispatcher.ts";
-import type { DispatchHost } from "./dispatcher.ts";
+import type { HandlerContext, PauseLease, TraceCarrier } from "../dispatch/types.ts";
 import type { HandshakeInfo, OutgoingData } from "../transport/types.ts";
 
 /**
- * The controls `onMessage` gets, for the session the message arrived on.
+ * The controls `onMessage` gets, for the session the message arrived on, on the main thread and
+ * in a worker alike.
  *
  * @example
  * ```ts
@@ -26,6 +26,8 @@ export interface MessageContext {
   readonly sessionId: string;
   /** Who runs this handler: `"main"` on the main thread, the worker's id in a pool. */
   readonly workerId: string;
+  /** W3C trace context of the message's receive span, when telemetry is on. */
+  readonly trace?: TraceCarrier;
   /**
    * Sends on this session's socket. Rejects with `ConnectionClosedError` once the session ended,
    * so a handler that outlives its connection never writes to the next one.
@@ -37,9 +39,38 @@ export interface MessageContext {
   exit(): void;
   /**
    * The pause button: takes the read lock. Until `lease.resume()`, nothing is dispatched and
-   * `lease.read()` returns the next messages in arrival order.
+   * `lease.read()` returns the next messages in arrival order. In a handler, the lease ends with
+   * the handler at the latest; outside one, with the session.
    */
   pause(signal?: AbortSignal): Promise<PauseLease>;
+}
+
+const noop = () => {};
+
+/**
+ * Shapes the dispatch layer's handler context into the engine's {@linkcode MessageContext}: the
+ * connection id is the session id; `restart` and `exit` are the engine's own operations, carried
+ * to it by name. Runs on the main thread and in every pool worker.
+ *
+ * @example
+ * ```ts
+ * import { context } from "./context.ts";
+ * const ctx = context({
+ *   connectionId: "s1",
+ *   workerId: "main",
+ *   send: () => Promise.resolve(),
+ *   pause: () => Promise.reject(new Error("not in this example")),
+ *   call: (op) => Promise.resolve(console.log("engine asked to", op)),
+ * });
+ * ctx.restart(); // "engine asked to restart"
+ * ```
+ */
+export function context(base: HandlerContext): MessageContext {
+  return Object.assign(base, {
+    sessionId: base.connectionId,
+    restart: () => void base.call("restart").catch(noop),
+    exit: () => void base.call("exit").catch(noop),
+  });
 }
 
 /**
@@ -109,39 +140,4 @@ export interface RestartErrorContext {
   exit(): void;
   /** False when this was the last attempt allowed by `reconnect.maxRetries`. */
   readonly willRetry: boolean;
-}
-
-/**
- * Builds a {@linkcode MessageContext} from a dispatch host and a pause function. Used by the
- * inline dispatcher; the pool's worker side builds the same shape from its own plumbing.
- *
- * @example
- * ```ts
- * import { messageContext } from "./context.ts";
- * import type { DispatchHost, PauseLease } from "./dispatcher.ts";
- * const host: DispatchHost = {
- *   sessionId: "s1",
- *   send: () => Promise.resolve(),
- *   restart() {},
- *   exit() {},
- *   reportError: (e) => console.error(e),
- * };
- * const pause = (): Promise<PauseLease> => Promise.reject(new Error("not in this example"));
- * const ctx = messageContext(host, "main", pause);
- * console.log(ctx.sessionId); // "s1"
- * ```
- */
-export function messageContext(
-  host: DispatchHost,
-  workerId: string,
-  pause: (signal?: AbortSignal) => Promise<PauseLease>,
-): MessageContext {
-  return {
-    sessionId: host.sessionId,
-    workerId,
-    send: (data) => host.send(data),
-    restart: () => host.restart(),
-    exit: () => host.exit(),
-    pause,
-  };
 }

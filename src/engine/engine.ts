@@ -22,10 +22,16 @@ import {
   type OutgoingData,
   type WireMessage,
 } from "../transport/types.ts";
-import { AbortError, deferred, sleep, TimeoutError, withTimeout } from "../util/async.ts";
+import { AbortError, deferred, sleep, within } from "../util/async.ts";
+import { Lease } from "../dispatch/lease.ts";
+import type {
+  ConnectionHost,
+  DispatchConnection,
+  Dispatcher,
+  PauseLease,
+} from "../dispatch/types.ts";
 import { fullJitterDelay } from "./backoff.ts";
 import type { CloseContext, OpenContext, SessionContext } from "./context.ts";
-import type { Dispatcher, DispatchHost, PauseLease } from "./dispatcher.ts";
 import { CloseError, EngineStartError, EngineStateError } from "./errors.ts";
 import {
   type CloseFrame,
@@ -55,6 +61,8 @@ class Session {
   readonly id: string = crypto.randomUUID();
   state: SessionState = "opening";
   conn?: AdapterConnection;
+  /** This session in the run's dispatcher, once dispatch started. */
+  dispatch?: DispatchConnection;
   handshake: HandshakeInfo = { protocol: "", extensions: "" };
   closeRequest?: CloseRequest;
   sendsClosed = false;
@@ -87,6 +95,7 @@ class Run {
 }
 
 const noop = () => {};
+const utf8 = new TextDecoder();
 
 /** Close codes an endpoint may send (RFC 6455 §7.4, IANA registry). */
 function validCloseCode(code: unknown): code is number {
@@ -163,7 +172,10 @@ export class WebSocketEngine {
     this.#lastDone = run.done.promise;
     this.#state = "starting";
     try {
-      const init = withTimeout(run.dispatcher.init(), this.#opts.openTimeoutMs, "dispatcher init");
+      const init = within(run.dispatcher.init(), {
+        timeoutMs: this.#opts.openTimeoutMs,
+        what: "dispatcher init",
+      });
       run.task = init.catch(noop);
       await init;
       if (run.abort.signal.aborted) throw run.abort.signal.reason;
@@ -259,7 +271,7 @@ export class WebSocketEngine {
     run.abort.abort(new AbortError("the engine is stopping"));
     run.session?.requestClose("stop");
     try {
-      await withTimeout(run.task, this.#left(run), "stop");
+      await within(run.task, { timeoutMs: this.#left(run), what: "stop" });
     } catch {
       // Past the budget: drop the socket, tear down anyway.
       run.session?.conn?.terminate();
@@ -293,7 +305,7 @@ export class WebSocketEngine {
     try {
       let session: Session | undefined = first;
       while (session) {
-        const peer = await this.#pump(run, session);
+        const peer = await this.#pump(session);
         if (this.#run === run && !run.deadline) this.#state = "closing";
         await this.#shutdown(run, session, peer);
         if (run.abort.signal.aborted || !this.#opts.reconnect.enabled) break;
@@ -308,14 +320,18 @@ export class WebSocketEngine {
   #activate(run: Run, s: Session): void {
     s.state = "open";
     run.session = s;
-    const host: DispatchHost = {
-      sessionId: s.id,
+    const host: ConnectionHost = {
+      id: s.id,
       send: (data) => this.#send(s, data),
-      restart: () => this.#restart(s),
-      exit: () => this.#exit(run),
-      reportError: (error, info) => this.#readError(run, s, error, info?.workerId),
+      // The engine's own operations, called by name from handlers (main thread or worker).
+      call: (op) => {
+        if (op === "restart") return this.#restart(s);
+        if (op === "exit") return this.#exit(run);
+        throw new TypeError(`the engine has no operation "${op}"`);
+      },
+      reportError: (error, info) => this.#readError(run, s, error, info.workerId),
     };
-    run.dispatcher.attach(host);
+    s.dispatch = run.dispatcher.open(host);
     if (this.#run === run) this.#state = "open";
     if (this.#opts.heartbeat) void this.#heartbeat(run, s, this.#opts.heartbeat);
   }
@@ -346,9 +362,10 @@ export class WebSocketEngine {
    * Moves messages from the connection into the dispatcher until the session must close.
    * Resolves with how the peer closed, or undefined when we were asked to close.
    */
-  #pump(run: Run, s: Session): Promise<CloseInfo | undefined> {
+  #pump(s: Session): Promise<CloseInfo | undefined> {
     const conn = s.conn!;
-    const d = run.dispatcher;
+    const d = s.dispatch!;
+    if (conn.setSink && d.deliver) return this.#pumpRaw(s, conn, d);
     const requests = this.#requests;
     const done = deferred<CloseInfo | undefined>();
     let held: WireMessage | undefined; // taken from the connection, not yet by the dispatcher
@@ -404,11 +421,47 @@ export class WebSocketEngine {
     });
   }
 
+  /**
+   * The pump on the raw path: the connection hands each payload to the dispatcher as it is
+   * parsed (straight into the pool's shared memory), with no message object in between. While
+   * a `request()` waits, messages are built and offered to it first.
+   */
+  #pumpRaw(
+    s: Session,
+    conn: AdapterConnection,
+    d: DispatchConnection,
+  ): Promise<CloseInfo | undefined> {
+    const done = deferred<CloseInfo | undefined>();
+    const requests = this.#requests;
+    const deliver = d.deliver!;
+    conn.setSink!({
+      deliver: (text, payload) => {
+        if (s.closeRequest) {
+          done.resolve(undefined);
+          return false; // kept by the connection, which is closing anyway
+        }
+        if (requests.size === 0) return deliver(text, payload);
+        const message: WireMessage = text
+          ? { type: "text", data: utf8.decode(payload) }
+          : { type: "binary", data: payload.slice() };
+        return requests.offer(message) || d.push(message);
+      },
+      writable: () => d.writable(),
+    });
+    conn.closed.then((info) => done.resolve(info));
+    s.onInterrupt = () => done.resolve(undefined);
+    if (s.closeRequest) done.resolve(undefined);
+    return done.promise.finally(() => {
+      conn.setSink!(undefined);
+      s.onInterrupt = undefined;
+    });
+  }
+
   /** Ends a session once: `onClose`, then (when we close) the close handshake. */
   async #shutdown(run: Run, s: Session, peer: CloseInfo | undefined): Promise<void> {
     s.state = "closing";
     s.life.abort();
-    run.dispatcher.detach();
+    s.dispatch?.end();
     this.#requests.failAll(
       new ConnectionClosedError("the connection closed before a response arrived", peer),
     );
@@ -419,10 +472,9 @@ export class WebSocketEngine {
     };
     let frame: CloseFrame | void = undefined;
     try {
-      frame = await withTimeout(
+      frame = await within(
         Promise.resolve().then(() => this.#client.onClose?.(peer, ctx)),
-        this.#left(run),
-        "onClose",
+        { timeoutMs: this.#left(run), what: "onClose" },
       );
     } catch (error) {
       this.#closeError(
@@ -502,27 +554,18 @@ export class WebSocketEngine {
   async #open(run: Run, restarting: boolean): Promise<Session> {
     const s = new Session();
     run.session = s;
-    const ac = new AbortController();
-    const onRunAbort = () => ac.abort(run.abort.signal.reason);
-    if (run.abort.signal.aborted) throw run.abort.signal.reason;
-    run.abort.signal.addEventListener("abort", onRunAbort, { once: true });
-    const ms = this.#opts.openTimeoutMs;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new TimeoutError("open (dial + onOpen)", ms)), ms);
-    });
-    const aborted = new Promise<never>((_, reject) => {
-      ac.signal.addEventListener("abort", () => reject(ac.signal.reason), { once: true });
-    });
     try {
-      await Promise.race([this.#attempt(run, s, restarting, ac.signal), timeout, aborted]);
+      await within((signal) => this.#attempt(run, s, restarting, signal), {
+        timeoutMs: this.#opts.openTimeoutMs,
+        signal: run.abort.signal,
+        what: "open (dial + onOpen)",
+      });
       // stop() / exit() may have come in the turns since onOpen returned: refuse, never activate
       // a session of a run that is ending (its state would read "open" while stopping).
       if (run.abort.signal.aborted) throw run.abort.signal.reason;
       this.#activate(run, s);
       return s;
     } catch (error) {
-      if (!ac.signal.aborted) ac.abort(error);
       s.state = "ended";
       s.sendsClosed = true;
       s.life.abort();
@@ -533,9 +576,6 @@ export class WebSocketEngine {
         );
       }
       throw error;
-    } finally {
-      clearTimeout(timer);
-      run.abort.signal.removeEventListener("abort", onRunAbort);
     }
   }
 
@@ -608,10 +648,10 @@ export class WebSocketEngine {
     if (s.state === "opening" && s.conn) {
       return Promise.resolve(directLease(s, s.conn, (data) => this.#send(s, data)));
     }
-    if (s.state !== "open" || run.session !== s) {
+    if (s.state !== "open" || run.session !== s || !s.dispatch) {
       return Promise.reject(new ConnectionClosedError("the session has ended"));
     }
-    return run.dispatcher.pause(signal);
+    return s.dispatch.pause(signal);
   }
 
   /**
@@ -649,48 +689,15 @@ function directLease(
   conn: AdapterConnection,
   send: (data: OutgoingData) => Promise<void>,
 ): PauseLease {
-  let held = true;
-  const usable = () => held && s.state === "opening";
-  return {
-    get held() {
-      return held;
-    },
-    async read(options = {}): Promise<WireMessage> {
-      let cancelled = false;
-      const loop = async (): Promise<WireMessage> => {
-        // Bounded: each turn waits for data or the close; a cancelled read stops polling.
-        for (;;) {
-          if (cancelled) throw new AbortError();
-          if (!usable()) throw new EngineStateError("read", "dispatching (onOpen returned)");
-          const message = conn.poll();
-          if (message) return message;
-          if (conn.isClosed) {
-            throw new ConnectionClosedError("the connection closed", await conn.closed);
-          }
-          await conn.readable();
-        }
-      };
-      const signal = options.signal;
-      let onAbort = noop;
-      const aborted = new Promise<never>((_, reject) => {
-        onAbort = () => reject(signal!.reason ?? new AbortError());
-        if (signal?.aborted) onAbort();
-        signal?.addEventListener("abort", onAbort, { once: true });
-      });
-      try {
-        return await withTimeout(
-          Promise.race([loop(), aborted]),
-          options.timeoutMs ?? 0,
-          "pause lease read",
-        );
-      } finally {
-        cancelled = true;
-        signal?.removeEventListener("abort", onAbort);
+  return new Lease({
+    take: () => {
+      if (s.state !== "opening") {
+        throw new EngineStateError("read", "dispatching (onOpen returned)");
       }
+      return conn.poll() ?? (conn.isClosed ? null : undefined);
     },
+    changed: (signal) => within(conn.readable(), { signal }),
     send,
-    resume(): void {
-      held = false;
-    },
-  };
+    release: noop,
+  });
 }

@@ -12,6 +12,7 @@ import type {
   WireMessage,
 } from "../transport/types.ts";
 import { whatwgAdapter } from "../transport/whatwg_adapter.ts";
+import { wseAdapter } from "../transport/tcp_adapter.ts";
 import { sleep as defaultSleep } from "../util/async.ts";
 import type {
   CloseContext,
@@ -20,11 +21,12 @@ import type {
   RestartErrorContext,
   SessionContext,
 } from "./context.ts";
-import type { Dispatcher } from "./dispatcher.ts";
+import { context } from "./context.ts";
+import type { Dispatcher } from "../dispatch/types.ts";
 import { EngineOptionError } from "./errors.ts";
 import type { CloseError } from "./errors.ts";
-import { InlineDispatcher } from "./inline_dispatcher.ts";
-import { PoolDispatcher, type PoolOptions, poolOptionsProblem } from "../pool/pool.ts";
+import { InlineDispatcher } from "../dispatch/inline.ts";
+import { PoolDispatcher, type PoolOptions, poolOptionsProblem } from "../dispatch/pool.ts";
 
 /** A close frame: what `onClose` may return, and what the engine then sends. */
 export interface CloseFrame {
@@ -34,8 +36,27 @@ export interface CloseFrame {
   readonly reason?: string;
 }
 
-/** Anything a callback may return: a value or a promise of it. */
-export type Awaitable<T> = T | Promise<T>;
+/**
+ * What a worker module given as `workers.module` exports: `onMessage` (required) and, optionally,
+ * `onReadError`, which runs in the worker when its `onMessage` throws or rejects (the error also
+ * reaches the engine's `onReadError` on the main thread). Binary `message.data` is a view into
+ * shared memory, valid until `onMessage` returns (or its promise settles): copy it
+ * (`message.data.slice()`) to keep it longer.
+ *
+ * @example
+ * ```ts
+ * import type { WorkerModule } from "./options.ts";
+ * export const onMessage: WorkerModule["onMessage"] = async (m, ctx) => {
+ *   if (m.type === "text" && m.data === "ping") await ctx.send(`pong from ${ctx.workerId}`);
+ * };
+ * ```
+ */
+export interface WorkerModule {
+  /** Handles one message. May return a promise; the worker takes no new message until it settles. */
+  onMessage(message: WireMessage, ctx: MessageContext): void | Promise<void>;
+  /** Runs in the worker when `onMessage` throws or rejects. */
+  onReadError?(error: unknown, ctx: MessageContext): void;
+}
 
 /**
  * The six callbacks. All run on the main thread, except `onMessage`, which runs wherever the
@@ -57,23 +78,30 @@ export interface EngineClient {
    * rejects with `EngineStartError`, a reconnect attempt counts as failed. No other callback
    * runs for a refused connection. Dispatch starts once it resolves.
    */
-  onOpen?(ctx: OpenContext): Awaitable<void>;
+  onOpen?(ctx: OpenContext): void | Promise<void>;
   /** A data message arrived. Handlers run one at a time in arrival order on the main thread. */
-  onMessage?(message: WireMessage, ctx: MessageContext): Awaitable<void>;
+  onMessage?(message: WireMessage, ctx: MessageContext): void | Promise<void>;
   /**
    * The session is ending. `peer` is how the peer closed (its code and reason; 1006 on a drop),
    * or `undefined` when the engine closes (stop, restart, exit). The returned frame is what the
    * engine sends when it closes (default 1001 "going away"); it is ignored when the peer closed.
    */
-  onClose?(peer: CloseInfo | undefined, ctx: CloseContext): Awaitable<CloseFrame | void>;
+  onClose?(
+    peer: CloseInfo | undefined,
+    ctx: CloseContext,
+  ): CloseFrame | void | Promise<CloseFrame | void>;
   /** An `onMessage` handler threw, or the adapter reported a read problem (e.g. overflow). */
-  onReadError?(error: unknown, ctx: SessionContext): Awaitable<void>;
+  onReadError?(error: unknown, ctx: SessionContext): void | Promise<void>;
   /** Closing failed (see `CloseError`). */
-  onCloseError?(error: CloseError): Awaitable<void>;
+  onCloseError?(error: CloseError): void | Promise<void>;
   /**
    * A reconnect attempt failed. `retryCount` counts the failures of this restart cycle, from 0.
    */
-  onRestartError?(error: unknown, retryCount: number, ctx: RestartErrorContext): Awaitable<void>;
+  onRestartError?(
+    error: unknown,
+    retryCount: number,
+    ctx: RestartErrorContext,
+  ): void | Promise<void>;
 }
 
 /** Auto-reconnect settings. */
@@ -101,7 +129,29 @@ export interface HeartbeatOptions {
 }
 
 /** Builds the dispatcher that runs `onMessage` (one per `start()`…stop cycle). */
-export type DispatcherFactory = (client: EngineClient) => Dispatcher;
+type DispatcherFactory = (client: EngineClient) => Dispatcher;
+
+const dispatcherOverrides = new WeakMap<EngineOptions, DispatcherFactory>();
+
+/**
+ * For tests: the engine built from the returned options runs `onMessage` through `factory`
+ * instead of the dispatcher its options select.
+ *
+ * @example
+ * ```ts
+ * import { withDispatcher } from "./options.ts";
+ * import { InlineDispatcher } from "../dispatch/inline.ts";
+ * const options = withDispatcher(
+ *   { url: "ws://127.0.0.1:1/", client: {} },
+ *   (client) => new InlineDispatcher({ onMessage: client.onMessage }),
+ * );
+ * ```
+ */
+export function withDispatcher(options: EngineOptions, factory: DispatcherFactory): EngineOptions {
+  const copy = { ...options };
+  dispatcherOverrides.set(copy, factory);
+  return copy;
+}
 
 /**
  * Options of `new WebSocketEngine(options)`.
@@ -121,7 +171,11 @@ export interface EngineOptions {
   url: string | URL;
   /** The callbacks. */
   client: EngineClient;
-  /** How to open connections. Default `whatwgAdapter()` (the runtime's `WebSocket`). */
+  /**
+   * How to open connections. Default: `wseAdapter()` (our own RFC 6455 client: read
+   * back-pressure, ping, heartbeat) where the runtime has `Deno.connect`, else `whatwgAdapter()`
+   * (the runtime's `WebSocket`, e.g. in browsers).
+   */
   adapter?: WebSocketAdapter;
   /** Subprotocols offered, in preference order. */
   protocols?: readonly string[];
@@ -152,16 +206,13 @@ export interface EngineOptions {
   overflow?: OverflowPolicy;
   /** Messages the main-thread dispatcher queues before back-pressure. Default 1024. */
   dispatchQueueLength?: number;
-  /** Advanced: who runs `onMessage`. Default an `InlineDispatcher` (main thread). */
-  dispatcher?: DispatcherFactory;
-  // ---- worker pool (issue 3): add the `workers` option here, and map it in resolveOptions ----
   /**
    * Runs `onMessage` in a pool of Web Workers fed through a SharedArrayBuffer ring (then
    * `client.onMessage` is not used): `module` exports `onMessage` (pass a `URL`,
    * `new URL("./handler.ts", import.meta.url)`), `count` defaults to the number of cores.
-   * Not combinable with `dispatcher`.
+   * Messages are handled in parallel, in arrival order per `orderingKey` when one is given.
    */
-  workers?: PoolOptions;
+  workers?: Omit<PoolOptions, "assign">;
 }
 
 /** Options after defaults and validation. */
@@ -198,6 +249,9 @@ export const ENGINE_DEFAULTS: {
   dispatchQueueLength: 1024,
 });
 
+/** The module every pool worker imports to shape its handler context like the main thread's. */
+const CONTEXT_MODULE = new URL("./context.ts", import.meta.url);
+
 const CALLBACKS = new Set([
   "onOpen",
   "onMessage",
@@ -227,6 +281,12 @@ function optionalPositiveInt(field: string, value: unknown): number | undefined 
     fail(field, "must be an integer > 0", value);
   }
   return value;
+}
+
+/** Our own client where the runtime can open TCP sockets, the runtime's `WebSocket` elsewhere. */
+function defaultAdapter(): WebSocketAdapter {
+  const deno = (globalThis as { Deno?: { connect?: unknown } }).Deno;
+  return typeof deno?.connect === "function" ? wseAdapter() : whatwgAdapter();
 }
 
 /**
@@ -273,7 +333,7 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
     }
   }
 
-  const adapter = options.adapter ?? whatwgAdapter();
+  const adapter = options.adapter ?? defaultAdapter();
   if (typeof adapter !== "object" || adapter === null || typeof adapter.dial !== "function") {
     fail("adapter", "must be a WebSocketAdapter (an object with a dial method)", adapter);
   }
@@ -371,21 +431,22 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
   }
   const queueLength = optionalPositiveInt("dispatchQueueLength", options.dispatchQueueLength) ??
     ENGINE_DEFAULTS.dispatchQueueLength;
-  if (options.dispatcher !== undefined && typeof options.dispatcher !== "function") {
-    fail("dispatcher", "must be a function (client) => Dispatcher", options.dispatcher);
-  }
-
-  // ---- worker pool (issue 3): choose the PoolDispatcher here when `workers` is set ----
   let pool: DispatcherFactory | undefined;
   if (options.workers !== undefined) {
     const w = options.workers;
-    if (options.dispatcher !== undefined) fail("workers", "cannot be combined with dispatcher", w);
+    if (typeof w === "object" && w !== null && "assign" in w) {
+      fail("workers.assign", "is not an engine option: the engine's one connection is shared", w);
+    }
     const problem = poolOptionsProblem(w);
     if (problem) fail(`workers${problem.field}`, problem.rule, problem.value);
-    pool = () => new PoolDispatcher(w);
+    pool = () => new PoolDispatcher(w, { context: CONTEXT_MODULE, order: "none" });
   }
-  const dispatcher: DispatcherFactory = options.dispatcher ?? pool ??
-    ((c) => new InlineDispatcher(c.onMessage?.bind(c), { maxQueued: queueLength }));
+  const dispatcher: DispatcherFactory = dispatcherOverrides.get(options) ?? pool ??
+    ((c) =>
+      new InlineDispatcher({ onMessage: c.onMessage?.bind(c) }, {
+        maxQueued: queueLength,
+        context,
+      }));
 
   return {
     url,

@@ -15,7 +15,7 @@ import { AbortError, TimeoutError } from "../util/async.ts";
  * the id of an incoming message (`undefined` when it has none). Id matching costs one lookup
  * per message however many requests are pending; predicates are tried oldest first.
  */
-export type ResponseMatcher =
+type ResponseMatcher =
   | ((message: WireMessage) => boolean)
   | { readonly id: unknown; readonly idOf: (message: WireMessage) => unknown };
 
@@ -31,8 +31,14 @@ export type ResponseMatcher =
  * ```
  */
 export interface RequestOptions {
-  /** Which incoming message is the response. */
-  readonly match: ResponseMatcher;
+  /**
+   * Which incoming message is the response: a predicate, or an id plus a function that extracts
+   * the id of an incoming message (`undefined` when it has none). Id matching costs one lookup
+   * per message however many requests are pending; predicates are tried oldest first.
+   */
+  readonly match:
+    | ((message: WireMessage) => boolean)
+    | { readonly id: unknown; readonly idOf: (message: WireMessage) => unknown };
   /** Reject with `TimeoutError` after this many ms. Default 30 000. */
   readonly timeoutMs?: number;
   /** Aborting rejects the request with the signal's reason. */

@@ -22,22 +22,6 @@ import {
   type WireMessage,
 } from "./types.ts";
 
-/**
- * Options of {@linkcode wseAdapter}: defaults applied to every dial (DialOptions win).
- *
- * @example
- * ```ts
- * import { wseAdapter, type WseAdapterOptions } from "../../mod.ts";
- * const defaults: WseAdapterOptions = { compression: false, pingIntervalMs: 15_000 };
- * const adapter = wseAdapter(defaults);
- * console.log(adapter.name); // "wse"
- * ```
- */
-export type WseAdapterOptions = Omit<
-  ConnectOptions,
-  "protocols" | "headers" | "handshakeTimeoutMs" | "signal"
->;
-
 class WseAdapterConnection implements AdapterConnection {
   readonly #ws: WebSocketConnection;
   constructor(ws: WebSocketConnection) {
@@ -94,7 +78,24 @@ class WseAdapterConnection implements AdapterConnection {
  * await conn.close(1000, "bye");
  * ```
  */
-export function wseAdapter(defaults: WseAdapterOptions = {}): WebSocketAdapter {
+export function wseAdapter(defaults: {
+  /** Offer permessage-deflate (default true, as browsers and npm:ws do). */
+  compression?: boolean;
+  /** Resend our close frame if the peer has not answered after this many ms. Default 2000. */
+  closeRetryMs?: number;
+  /** Drop the socket if the close handshake has not completed after this many ms. Default 10000. */
+  closeGiveUpMs?: number;
+  /** Send a keep-alive ping this often (ms). Default 0: off (see the engine's `heartbeat`). */
+  pingIntervalMs?: number;
+  /** Drop the connection when a keep-alive ping gets no pong within this many ms. */
+  pongTimeoutMs?: number;
+  /** `send()` waits once more than this many bytes are buffered unwritten. Default 1 MiB. */
+  writeHighWaterMark?: number;
+  /** Waiting `send()`s resolve once the buffer drained below this. Default 256 KiB. */
+  writeLowWaterMark?: number;
+  /** Extra PEM CA certificates for `wss://` (e.g. a test CA). */
+  caCerts?: string[];
+} = {}): WebSocketAdapter {
   return {
     name: "wse",
     async dial(url: URL, options: DialOptions): Promise<AdapterConnection> {

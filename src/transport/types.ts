@@ -162,40 +162,88 @@ export interface WebSocketAdapter {
   dial(url: URL, options: DialOptions): Promise<AdapterConnection>;
 }
 
-/** A dial that failed: refused, timed out, or a handshake the server answered with an HTTP error. */
+/**
+ * A dial that failed: refused, timed out, or a handshake the server answered with an HTTP error.
+ *
+ * @example
+ * ```ts
+ * import { DialError } from "./types.ts";
+ * const e = new DialError("the server answered 403", { status: 403 });
+ * console.log(e.status); // 403
+ * ```
+ */
 export class DialError extends Error {
+  /** Always `"DialError"`. */
   override name = "DialError";
   /** The HTTP status the server answered with, when it answered. */
   readonly status?: number;
+  /** `options.cause` is the underlying error (a refused socket, a `TimeoutError`...). */
   constructor(message: string, options?: { status?: number; cause?: unknown }) {
     super(message, { cause: options?.cause });
     this.status = options?.status;
   }
 }
 
-/** An operation the adapter cannot perform (e.g. `ping` on the WHATWG `WebSocket`). */
+/**
+ * An operation the adapter cannot perform (e.g. `ping` on the WHATWG `WebSocket`).
+ *
+ * @example
+ * ```ts
+ * import { NotSupportedError } from "./types.ts";
+ * const e = new NotSupportedError("this adapter cannot ping");
+ * console.log(e instanceof NotSupportedError); // true
+ * ```
+ */
 export class NotSupportedError extends Error {
+  /** Always `"NotSupportedError"`. */
   override name = "NotSupportedError";
 }
 
-/** A send or read on a connection that is already closed. */
+/**
+ * A send or read on a connection that is already closed.
+ *
+ * @example
+ * ```ts
+ * import { ConnectionClosedError } from "./types.ts";
+ * const e = new ConnectionClosedError("gone", {
+ *   code: 1006,
+ *   reason: "",
+ *   wasClean: false,
+ *   initiator: "drop",
+ * });
+ * console.log(e.close?.code); // 1006
+ * ```
+ */
 export class ConnectionClosedError extends Error {
+  /** Always `"ConnectionClosedError"`. */
   override name = "ConnectionClosedError";
   /** How the connection ended, when known. */
   readonly close?: CloseInfo;
+  /** `close` says how the connection ended, when that is known. */
   constructor(message = "the connection is closed", close?: CloseInfo) {
     super(message);
     this.close = close;
   }
 }
 
-/** Unread messages exceeded their bound on a socket that cannot be paused. */
+/**
+ * Unread messages exceeded their bound on a socket that cannot be paused.
+ *
+ * @example
+ * ```ts
+ * import { ReadOverflowError } from "./types.ts";
+ * const e = new ReadOverflowError("drop-oldest", 70 << 20, 64 << 20);
+ * console.log(e.policy, e.queuedBytes);
+ * ```
+ */
 export class ReadOverflowError extends Error {
+  /** Always `"ReadOverflowError"`. */
   override name = "ReadOverflowError";
   /** The policy that was applied. */
   readonly policy: OverflowPolicy;
   /** Bytes queued when the bound was hit. */
   readonly queuedBytes: number;
+  /** The policy applied, the bytes queued and the bound they exceeded. */
   constructor(policy: OverflowPolicy, queuedBytes: number, limit: number) {
     super(
       `unread messages exceeded maxQueuedBytes (${queuedBytes} > ${limit}); policy "${policy}" applied`,

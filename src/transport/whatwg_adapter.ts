@@ -23,17 +23,10 @@ import {
   type WireMessage,
 } from "./types.ts";
 
-/** The constructor shape the adapter needs (the global `WebSocket` by default). */
-export type WebSocketConstructor = new (
-  url: string,
-  protocolsOrOptions?: string | string[] | { protocols?: string[]; headers?: HeadersInit },
-) => WebSocket;
-
-/** Options of {@linkcode whatwgAdapter}. */
-export interface WhatwgAdapterOptions {
-  /** The `WebSocket` class to use. Default `globalThis.WebSocket`. */
-  WebSocket?: WebSocketConstructor;
-}
+/** The `WebSocket` class the adapter dials with. */
+type WebSocketConstructor = NonNullable<
+  NonNullable<Parameters<typeof whatwgAdapter>[0]>["WebSocket"]
+>;
 
 const IS_DENO = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
 
@@ -47,7 +40,13 @@ const IS_DENO = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
  * console.log(adapter.name); // "whatwg"
  * ```
  */
-export function whatwgAdapter(options: WhatwgAdapterOptions = {}): WebSocketAdapter {
+export function whatwgAdapter(options: {
+  /** The `WebSocket` class to use. Default `globalThis.WebSocket`. */
+  WebSocket?: new (
+    url: string,
+    protocolsOrOptions?: string | string[] | { protocols?: string[]; headers?: HeadersInit },
+  ) => WebSocket;
+} = {}): WebSocketAdapter {
   return {
     name: "whatwg",
     dial(url: URL, dialOptions: DialOptions): Promise<AdapterConnection> {

@@ -23,12 +23,6 @@ import {
 } from "./types.ts";
 import { TimeoutError } from "../util/async.ts";
 
-/** Options of {@linkcode wsAdapter}. */
-export interface WsAdapterOptions {
-  /** Negotiate permessage-deflate. Default false (it costs CPU and memory per connection). */
-  perMessageDeflate?: boolean;
-}
-
 /**
  * The `npm:ws` adapter.
  *
@@ -39,7 +33,10 @@ export interface WsAdapterOptions {
  * console.log(adapter.name); // "ws"
  * ```
  */
-export function wsAdapter(options: WsAdapterOptions = {}): WebSocketAdapter {
+export function wsAdapter(options: {
+  /** Negotiate permessage-deflate. Default false (it costs CPU and memory per connection). */
+  perMessageDeflate?: boolean;
+} = {}): WebSocketAdapter {
   return {
     name: "ws",
     dial(url: URL, dialOptions: DialOptions): Promise<AdapterConnection> {
@@ -56,6 +53,8 @@ function headersOf(res: IncomingMessage): Headers {
   }
   return headers;
 }
+
+type WsAdapterOptions = NonNullable<Parameters<typeof wsAdapter>[0]>;
 
 function dial(url: URL, opts: DialOptions, adapterOptions: WsAdapterOptions) {
   return new Promise<AdapterConnection>((resolve, reject) => {

@@ -60,11 +60,22 @@ export class AbortError extends Error {
   }
 }
 
-/** The error {@linkcode withTimeout} rejects with. */
+/**
+ * An operation ran out of its time budget.
+ *
+ * @example
+ * ```ts
+ * import { TimeoutError } from "./async.ts";
+ * const e = new TimeoutError("ping", 5000);
+ * console.log(e.message, e.timeoutMs); // "ping timed out after 5000 ms" 5000
+ * ```
+ */
 export class TimeoutError extends Error {
+  /** Always `"TimeoutError"`. */
   override name = "TimeoutError";
   /** The budget that ran out, in milliseconds. */
   readonly timeoutMs: number;
+  /** `what` names the operation in the message. */
   constructor(what: string, timeoutMs: number) {
     super(`${what} timed out after ${timeoutMs} ms`);
     this.timeoutMs = timeoutMs;
@@ -102,38 +113,67 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/**
- * Races `promise` against a timer of `ms` milliseconds (0 or less means no limit).
- * Rejects with {@linkcode TimeoutError} naming `what`. The timer is cleared either way.
- *
- * @example
- * ```ts
- * import { withTimeout } from "./async.ts";
- * const v = await withTimeout(Promise.resolve(1), 1000, "answer");
- * ```
- */
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  if (!(ms > 0) || ms === Infinity) return promise;
-  let timer: ReturnType<typeof setTimeout>;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TimeoutError(what, ms)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+/** Options of {@linkcode within}. */
+export interface WithinOptions {
+  /** The budget in ms; 0, a negative number, `Infinity` or `undefined` mean no limit. */
+  timeoutMs?: number;
+  /** Ends the wait early, rejecting with the signal's reason. */
+  signal?: AbortSignal;
+  /** Names the operation in the {@linkcode TimeoutError} message. */
+  what?: string;
 }
 
 /**
- * Resolves with the first of `promise` or the signal's abort; rejects with the abort reason.
- * The listener is removed either way.
+ * The one timeout helper: waits for `work` at most `timeoutMs` and until `signal` aborts.
+ * Rejects with {@linkcode TimeoutError} naming `what` when the budget runs out, with the
+ * signal's reason when it aborts. `work` may be a function: it gets a signal that aborts when the
+ * wait is given up, so it can stop what it started. The timer and the listener are always removed.
+ *
+ * @example
+ * ```ts
+ * import { within } from "./async.ts";
+ * const v = await within(Promise.resolve(1), { timeoutMs: 1000, what: "the answer" });
+ * const ac = new AbortController();
+ * const late = within((signal) => new Promise((r) => signal.addEventListener("abort", r)), {
+ *   timeoutMs: 5,
+ *   signal: ac.signal,
+ * });
+ * await late.catch((e) => console.log(e.name)); // "TimeoutError"
+ * ```
  */
-export function abortable<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(abortReason(signal));
-  let onAbort!: () => void;
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(abortReason(signal));
-    signal.addEventListener("abort", onAbort, { once: true });
+export function within<T>(
+  work: Promise<T> | ((signal: AbortSignal) => Promise<T>),
+  options: WithinOptions,
+): Promise<T> {
+  const ms = options.timeoutMs ?? 0;
+  const limited = ms > 0 && ms !== Infinity;
+  const parent = options.signal;
+  if (!limited && !parent && typeof work !== "function") return work;
+  if (parent?.aborted) return Promise.reject(abortReason(parent));
+  const ac = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
+  return new Promise<T>((resolve, reject) => {
+    const giveUp = (reason: unknown) => {
+      reject(reason);
+      ac.abort(reason);
+    };
+    if (limited) {
+      timer = setTimeout(() => giveUp(new TimeoutError(options.what ?? "operation", ms)), ms);
+    }
+    if (parent) {
+      onAbort = () => giveUp(abortReason(parent));
+      parent.addEventListener("abort", onAbort, { once: true });
+    }
+    let p: Promise<T>;
+    try {
+      p = typeof work === "function" ? work(ac.signal) : work;
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p.then(resolve, reject);
+  }).finally(() => {
+    clearTimeout(timer);
+    if (onAbort) parent!.removeEventListener("abort", onAbort);
   });
-  return Promise.race([promise, aborted]).finally(() =>
-    signal.removeEventListener("abort", onAbort)
-  );
 }

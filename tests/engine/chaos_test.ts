@@ -29,9 +29,10 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { WebSocketEngine } from "../../src/engine/engine.ts";
 import { EngineStartError, EngineStateError } from "../../src/engine/errors.ts";
-import { InlineDispatcher } from "../../src/engine/inline_dispatcher.ts";
-import type { Dispatcher, PauseLease } from "../../src/engine/dispatcher.ts";
-import type { CloseFrame, EngineClient } from "../../src/engine/options.ts";
+import { InlineDispatcher } from "../../src/dispatch/inline.ts";
+import type { DispatchConnection, Dispatcher, PauseLease } from "../../src/dispatch/types.ts";
+import { context } from "../../src/engine/context.ts";
+import { type CloseFrame, type EngineClient, withDispatcher } from "../../src/engine/options.ts";
 import {
   type AdapterConnection,
   ConnectionClosedError,
@@ -339,12 +340,12 @@ function observedDispatcher(model: Model, client: EngineClient): Dispatcher {
   model.runs.push(run);
   model.quiet = false;
   model.note(`run ${run.id} begins`);
-  const inner = new InlineDispatcher(client.onMessage?.bind(client));
+  const inner = new InlineDispatcher({ onMessage: client.onMessage?.bind(client) }, { context });
   return {
     init: () => inner.init(),
-    attach(host) {
-      const s = model.session(host.sessionId, "attach");
-      model.note(`run ${run.id} attach ${host.sessionId.slice(0, 8)}`);
+    open(host): DispatchConnection {
+      const s = model.session(host.id, "attach");
+      model.note(`run ${run.id} attach ${host.id.slice(0, 8)}`);
       model.check(
         model.run === run,
         `attach on run ${run.id} while run ${model.run?.id} is current`,
@@ -359,28 +360,31 @@ function observedDispatcher(model: Model, client: EngineClient): Dispatcher {
         );
         s.attached = true;
       }
-      run.attached = host.sessionId;
+      run.attached = host.id;
       run.attachedAny = true;
       run.expectedRetry = 0; // a new restart cycle begins after every successful open
-      inner.attach(host);
-    },
-    push(message) {
-      if (run.dispatcherClosed) return inner.push(message);
-      const id = run.attached;
-      model.check(id !== undefined, "push while detached");
-      const ok = inner.push(message);
-      if (ok && id) model.sessions.get(id)!.pushed++;
-      return ok;
-    },
-    writable: () => inner.writable(),
-    pause: (signal) => inner.pause(signal),
-    detach() {
-      const id = run.attached;
-      model.note(`run ${run.id} detach ${id?.slice(0, 8)}`);
-      model.check(id !== undefined, "detach while detached");
-      if (id) model.sessions.get(id)!.detached = true;
-      run.attached = undefined;
-      inner.detach();
+      const conn = inner.open(host);
+      return {
+        id: conn.id,
+        push(message) {
+          if (run.dispatcherClosed) return conn.push(message);
+          const id = run.attached;
+          model.check(id === host.id, "push while detached");
+          const ok = conn.push(message);
+          if (ok && id) model.sessions.get(id)!.pushed++;
+          return ok;
+        },
+        writable: () => conn.writable(),
+        pause: (signal) => conn.pause(signal),
+        end(options) {
+          const id = run.attached;
+          model.note(`run ${run.id} detach ${id?.slice(0, 8)}`);
+          model.check(id === host.id, "detach while detached");
+          if (id) model.sessions.get(id)!.detached = true;
+          run.attached = undefined;
+          conn.end(options);
+        },
+      };
     },
     close(ms) {
       model.note(`run ${run.id} dispatcher close`);
@@ -687,18 +691,17 @@ function chaosClient(model: Model, engine: () => WebSocketEngine): EngineClient 
 async function chaosRun(adapter: () => WebSocketAdapter, cfg: Config): Promise<void> {
   const model = new Model(cfg);
   const server: EchoServer = startEchoServer();
-  const engine: WebSocketEngine = new WebSocketEngine({
+  const engine: WebSocketEngine = new WebSocketEngine(withDispatcher({
     url: server.url,
     adapter: observedAdapter(model, adapter()),
     client: chaosClient(model, () => engine),
-    dispatcher: (client) => observedDispatcher(model, client),
     reconnect: cfg.reconnect
       ? { baseDelayMs: 5, maxDelayMs: 30, maxRetries: cfg.maxRetries }
       : false,
     openTimeoutMs: OPEN_MS,
     stopTimeoutMs: STOP_MS,
     heartbeat: cfg.heartbeat ? { intervalMs: 50, timeoutMs: 100 } : undefined,
-  });
+  }, (client) => observedDispatcher(model, client)));
   let seq = 0;
   model.hooks = { stop: () => stop(), start: () => start() };
 

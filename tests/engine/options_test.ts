@@ -26,7 +26,7 @@ Deno.test("defaults", () => {
   assert.equal(r.reconnect.baseDelayMs, 500);
   assert.equal(r.reconnect.maxDelayMs, 30_000);
   assert.equal(r.reconnect.maxRetries, Infinity);
-  assert.equal(r.adapter.name, "whatwg");
+  assert.equal(r.adapter.name, "wse", "our own client where Deno.connect exists");
   assert.equal(resolveOptions({ ...base, reconnect: false }).reconnect.enabled, false);
 });
 
@@ -56,7 +56,8 @@ Deno.test("bad options are rejected with the field and the rule", () => {
   rejects({ readHighWaterMark: 10, readLowWaterMark: 20 }, "readLowWaterMark", /exceed/);
   rejects({ overflow: "ignore" }, "overflow", /drop-oldest/);
   rejects({ dispatchQueueLength: 0 }, "dispatchQueueLength", /integer > 0/);
-  rejects({ dispatcher: {} }, "dispatcher", /function/);
+  rejects({ workers: { module: "./h.ts", assign: "sticky" } }, "workers.assign", /engine option/);
+  rejects({ workers: { module: "./h.ts", count: 0 } }, "workers.count", /1\.\.64/);
   rejects({ heartbeat: 5 }, "heartbeat", /object/);
   rejects({ heartbeat: {} }, "heartbeat.intervalMs", /required/);
   rejects({ heartbeat: { intervalMs: 0 } }, "heartbeat.intervalMs", /> 0/);

@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import { WebSocketEngine } from "../../src/engine/engine.ts";
 import { CloseError, EngineStartError, EngineStateError } from "../../src/engine/errors.ts";
+import { LeaseResumedError } from "../../src/dispatch/types.ts";
 import type { EngineClient, EngineOptions } from "../../src/engine/options.ts";
 import type { MessageContext, OpenContext } from "../../src/engine/context.ts";
 import {
@@ -24,7 +25,7 @@ import {
   type WebSocketAdapter,
   type WireMessage,
 } from "../../src/transport/types.ts";
-import { TimeoutError, withTimeout } from "../../src/util/async.ts";
+import { TimeoutError, within } from "../../src/util/async.ts";
 import { type EchoServer, refusedPort, startEchoServer, until } from "./kit.ts";
 
 /** What an adapter can do, so the suite asserts the right outcome. */
@@ -214,7 +215,7 @@ export function engineSuite(target: SuiteTarget): void {
     // Whatever was held back by a pause arrives now that the queue drained.
     for (let i = 0; i < 200 && polled + errors.length < 50; i++) {
       if (conn.poll()) polled++;
-      else await withTimeout(conn.readable(), 10, "readable").catch(() => {});
+      else await within(conn.readable(), { timeoutMs: 10 }).catch(() => {});
     }
     assert.equal(polled + errors.length, 50, `polled ${polled}, dropped ${errors.length}`);
     await conn.close(1000, "", 2000);
@@ -613,7 +614,7 @@ export function engineSuite(target: SuiteTarget): void {
     lease.resume();
     await until(() => seen.length === 58, "the rest dispatched");
     assert.deepEqual(seen, Array.from({ length: 58 }, (_, i) => `m${i + 2}`));
-    await assert.rejects(lease.read({ timeoutMs: 10 }), EngineStateError);
+    await assert.rejects(lease.read({ timeoutMs: 10 }), LeaseResumedError);
     await engine.stop();
   });
 

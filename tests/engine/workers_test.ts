@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { WebSocketEngine } from "../../src/engine/engine.ts";
 import { startEchoServer } from "../../src/testing/echo_server.ts";
-import { SAN, waitFor } from "./helpers.ts";
+import { SAN, waitFor } from "../dispatch/helpers.ts";
 
 Deno.test({
   name: "engine + workers option: onMessage runs in the pool, sends reach the socket",
@@ -42,7 +42,7 @@ Deno.test({
     const engine = new WebSocketEngine({
       url: server.url,
       reconnect: false,
-      workers: { module: new URL("./fixtures/no_handler.ts", import.meta.url), count: 1 },
+      workers: { module: new URL("../dispatch/fixtures/no_handler.ts", import.meta.url), count: 1 },
       client: {},
     });
     try {

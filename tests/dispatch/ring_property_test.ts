@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { WireMessage } from "../../src/transport/types.ts";
-import { PoolDispatcher } from "../../src/pool/pool.ts";
+import { PoolDispatcher } from "../../src/dispatch/pool.ts";
 import { ECHO, pushAll, RecordingHost, SAN, waitFor } from "./helpers.ts";
 
 // A message: [seq u32][key u8][pattern...] as bytes, or "t:<seq>:<key>:<padding>" as text.
@@ -29,7 +29,8 @@ const keyOf = (m: WireMessage): number =>
   m.type === "binary" ? m.data[4] : Number(m.data.split(":")[2]);
 
 Deno.test({
-  name: "ring property: exactly once, bytes intact, per-key order, across wrap-around and oversize",
+  name:
+    "ring property: exactly once, bytes intact, per-key and per-connection order, wrap-around, oversize",
   ...SAN,
   fn: async () => {
     await fc.assert(
@@ -37,7 +38,8 @@ Deno.test({
         fc.record({
           ringBytes: fc.integer({ min: 512, max: 8192 }),
           workers: fc.integer({ min: 1, max: 3 }),
-          ordered: fc.boolean(),
+          connections: fc.integer({ min: 1, max: 4 }),
+          order: fc.constantFrom("key", "connection", "none", "sticky"),
           messages: fc.array(
             fc.record({
               key: fc.integer({ min: 0, max: 5 }),
@@ -51,34 +53,55 @@ Deno.test({
             { minLength: 1, maxLength: 400 },
           ),
         }),
-        async ({ ringBytes, workers, ordered, messages }) => {
+        async ({ ringBytes, workers, connections, order, messages }) => {
           const pool = new PoolDispatcher({
             module: ECHO,
             count: workers,
             ringBytes,
-            orderingKey: ordered ? keyOf : undefined,
-          });
+            assign: order === "sticky" ? "sticky" : "shared",
+            orderingKey: order === "key" ? keyOf : undefined,
+          }, { order: order === "none" ? "none" : "connection" });
           try {
             await pool.init();
-            const host = new RecordingHost();
-            pool.attach(host);
-            await pushAll(pool, messages.map((m, i) => build(i, m.key, m.len, m.text)));
-            await waitFor(() => host.sent.length >= messages.length, "all replies", 30_000);
+            const hosts = Array.from({ length: connections }, () => new RecordingHost());
+            const arrivals: (string | Uint8Array)[] = []; // in the order sends reached the hosts
+            for (const h of hosts) {
+              const send = h.send.bind(h);
+              h.send = (d) => (arrivals.push(d), send(d));
+            }
+            const conns = hosts.map((h) => pool.open(h));
+            for (let i = 0; i < messages.length; i++) {
+              const m = messages[i];
+              await pushAll(conns[i % connections], [build(i, m.key, m.len, m.text)]);
+            }
+            const replies = () => hosts.reduce((n, h) => n + h.sent.length, 0);
+            await waitFor(() => replies() >= messages.length, "all replies", 30_000);
             const seen = new Map<number, number>();
             const lastByKey = new Map<number, number>();
-            for (const d of host.sent) {
-              const { seq, key, ok } = parse(d);
-              assert.ok(ok, `bytes of ${seq} intact`);
-              assert.equal(key, messages[seq].key);
-              seen.set(seq, (seen.get(seq) ?? 0) + 1);
-              if (ordered) {
+            hosts.forEach((host, c) => {
+              let last = -1;
+              for (const d of host.sent) {
+                const { seq, key, ok } = parse(d);
+                assert.ok(ok, `bytes of ${seq} intact`);
+                assert.equal(key, messages[seq].key);
+                assert.equal(seq % connections, c, `${seq} answered on its own connection`);
+                seen.set(seq, (seen.get(seq) ?? 0) + 1);
+                if (order === "connection" || order === "sticky") {
+                  assert.ok(last < seq, `connection ${c}: ${seq} after ${last}`);
+                  last = seq;
+                }
+              }
+              assert.equal(host.errors.length, 0);
+            });
+            if (order === "key") {
+              for (const d of arrivals) {
+                const { seq, key } = parse(d);
                 assert.ok((lastByKey.get(key) ?? -1) < seq, `key ${key}: ${seq} after a later one`);
                 lastByKey.set(key, seq);
               }
             }
             assert.equal(seen.size, messages.length);
             for (const n of seen.values()) assert.equal(n, 1);
-            assert.equal(host.errors.length, 0);
             await waitFor(() => pool.usedBytes === 0, "every record released");
           } finally {
             await pool.close(1000);
@@ -91,7 +114,8 @@ Deno.test({
           // regression: an oversize message, then ring-full pushes, once spun in writable()
           ringBytes: 512,
           workers: 2,
-          ordered: false,
+          connections: 1,
+          order: "none",
           messages: [
             { key: 0, len: 0, text: false },
             { key: 0, len: 91, text: false },
@@ -110,14 +134,14 @@ Deno.test({
   ...SAN,
   fn: async () => {
     const ringBytes = 64 * 1024;
-    const pool = new PoolDispatcher({ module: ECHO, count: 2, ringBytes });
+    const pool = new PoolDispatcher({ module: ECHO, count: 2, ringBytes }, { order: "none" });
     try {
       await pool.init();
       const host = new RecordingHost();
       // count replies without keeping them
       let replies = 0;
       host.send = () => (replies++, Promise.resolve());
-      pool.attach(host);
+      const conn = pool.open(host);
       const payload = new Uint8Array(4096);
       const total = 32768; // 128 MiB through a 64 KiB ring
       let maxUsed = 0, fulls = 0;
@@ -125,10 +149,10 @@ Deno.test({
       let rssMax = rss0;
       for (let i = 0; i < total; i++) {
         const m = { type: "binary" as const, data: payload };
-        for (let k = 0; !pool.push(m); k++) {
+        for (let k = 0; !conn.push(m); k++) {
           if (k > 100_000) throw new Error("stuck");
           fulls++;
-          await pool.writable();
+          await conn.writable();
         }
         maxUsed = Math.max(maxUsed, pool.usedBytes);
         if (i % 512 === 0) rssMax = Math.max(rssMax, Deno.memoryUsage().rss);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { PoolDispatcher, WorkerDiedError } from "../../src/pool/pool.ts";
+import { PoolDispatcher, WorkerDiedError } from "../../src/dispatch/pool.ts";
 import { ConnectionClosedError } from "../../src/transport/types.ts";
 import { ECHO, pushAll, RecordingHost, SAN, text, waitFor, withPool } from "./helpers.ts";
 
@@ -23,25 +23,20 @@ Deno.test({
 });
 
 Deno.test({
-  name: "pool: messages reach workers; async handlers, session id, restart and exit work",
+  name: "pool: messages reach workers; async handlers, connection id and owner calls work",
   ...SAN,
   fn: async () => {
-    await withPool({}, async (pool, host) => {
-      await pushAll(pool, [
-        text("timer:20"),
-        text("hello"),
-        text("session"),
-        text("restart"),
-        text("exit"),
-      ]);
-      await waitFor(
-        () => host.sent.length === 3 && host.restarts === 1 && host.exits === 1,
-        "replies",
-      );
+    await withPool({}, async (_pool, host, conn) => {
+      await pushAll(conn, [text("timer:20"), text("hello"), text("id"), text("call:restart")]);
+      await pushAll(conn, [text("call:fail")]);
+      await waitFor(() => host.sent.length === 5, "replies");
       const t = host.texts();
       assert.ok(t.some((s) => /^timer:w\d+$/.test(s)));
       assert.ok(t.some((s) => /^hello\|w\d+$/.test(s)));
-      assert.ok(t.includes(`session:${host.sessionId}`));
+      assert.ok(t.includes(`id:${host.id}`));
+      assert.ok(t.includes("call:did restart(x)"), t.join(" "));
+      assert.ok(t.includes("call:RangeError:failed x"), t.join(" "));
+      assert.deepEqual(host.calls.map((c) => c.op), ["restart", "fail"]);
     });
   },
 });
@@ -50,9 +45,9 @@ Deno.test({
   name: "pool: sends from one worker arrive in the order it made them",
   ...SAN,
   fn: async () => {
-    await withPool({ count: 1 }, async (pool, host) => {
+    await withPool({ count: 1 }, async (_pool, host, conn) => {
       const msgs = Array.from({ length: 300 }, (_, i) => text(`n${i}`));
-      await pushAll(pool, msgs);
+      await pushAll(conn, msgs);
       await waitFor(() => host.sent.length === 300, "300 replies");
       assert.deepEqual(host.texts().map((s) => s.split("|")[0]), msgs.map((m) => m.data));
     });
@@ -63,8 +58,8 @@ Deno.test({
   name: "pool: a throwing handler is reported with its worker id and the worker goes on",
   ...SAN,
   fn: async () => {
-    await withPool({ count: 1 }, async (pool, host) => {
-      await pushAll(pool, [text("throw:a"), text("reject:b"), text("after")]);
+    await withPool({ count: 1 }, async (pool, host, conn) => {
+      await pushAll(conn, [text("throw:a"), text("reject:b"), text("after")]);
       await waitFor(() => host.errors.length === 2 && host.sent.length === 1, "errors + reply");
       assert.match(String(host.errors[0].error), /thrown a/);
       assert.match(String(host.errors[1].error), /rejected b/);
@@ -79,16 +74,16 @@ Deno.test({
   name: "pool: a worker that dies is replaced and its in-flight message reported",
   ...SAN,
   fn: async () => {
-    await withPool({ count: 1 }, async (pool, host) => {
+    await withPool({ count: 1 }, async (pool, host, conn) => {
       const before = pool.workerIds[0];
-      await pushAll(pool, [text("close"), text("one")]);
+      await pushAll(conn, [text("close"), text("one")]);
       await waitFor(() => host.errors.length === 1 && host.sent.length === 1, "death + reply");
       const err = host.errors[0].error;
       assert.ok(err instanceof WorkerDiedError);
       assert.equal(err.workerId, before);
       assert.deepEqual(err.inFlight, text("close"));
       assert.notEqual(pool.workerIds[0], before);
-      await pushAll(pool, [text("uncaught"), text("two")]);
+      await pushAll(conn, [text("uncaught"), text("two")]);
       await waitFor(() => host.errors.length === 2 && host.sent.length === 2, "second death");
       assert.ok(host.errors[1].error instanceof WorkerDiedError);
       assert.deepEqual((host.errors[1].error as WorkerDiedError).inFlight, text("uncaught"));
@@ -100,12 +95,12 @@ Deno.test({
   name: "pool: a worker that dies holding the read lock does not stall the pool",
   ...SAN,
   fn: async () => {
-    await withPool({ count: 2 }, async (pool, host) => {
-      await pushAll(pool, [text("pause-die")]);
+    await withPool({ count: 2 }, async (_pool, host, conn) => {
+      await pushAll(conn, [text("pause-die")]);
       await waitFor(() => host.errors.length === 1, "death");
-      await pushAll(pool, Array.from({ length: 20 }, (_, i) => text(`x${i}`)));
+      await pushAll(conn, Array.from({ length: 20 }, (_, i) => text(`x${i}`)));
       await waitFor(() => host.sent.length === 20, "20 replies after recovery");
-      const lease = await pool.pause(); // the lock is free again
+      const lease = await conn.pause(); // the lock is free again
       lease.resume();
     });
   },
@@ -115,27 +110,30 @@ Deno.test({
   name: "pool: a handler that never resumes its pause does not stall the pool",
   ...SAN,
   fn: async () => {
-    await withPool({ count: 1 }, async (pool, host) => {
-      await pushAll(pool, [text("pause-forget")]);
-      await pushAll(pool, Array.from({ length: 5 }, (_, i) => text(`y${i}`)));
+    await withPool({ count: 1 }, async (_pool, host, conn) => {
+      await pushAll(conn, [text("pause-forget")]);
+      await pushAll(conn, Array.from({ length: 5 }, (_, i) => text(`y${i}`)));
       await waitFor(() => host.sent.length === 5, "5 replies: the lease ended with its handler");
-      const lease = await pool.pause(); // the lock is free again
+      const lease = await conn.pause(); // the lock is free again
       lease.resume();
     });
   },
 });
 
 Deno.test({
-  name: "pool: a main-thread pause from an ended session is released by the next attach",
+  name: "pool: a main-thread pause ends with its connection; the others go on",
   ...SAN,
   fn: async () => {
-    await withPool({ count: 1 }, async (pool, host) => {
-      const stale = await pool.pause();
-      pool.detach();
-      pool.attach(host);
+    await withPool({ count: 1 }, async (pool, host, conn) => {
+      const stale = await conn.pause();
+      const reading = stale.read({ timeoutMs: 5000 });
+      conn.end();
       assert.equal(stale.held, false);
-      await pushAll(pool, [text("z")]);
-      await waitFor(() => host.sent.length === 1, "dispatched in the new session");
+      await assert.rejects(reading, ConnectionClosedError);
+      const next = new RecordingHost("c2");
+      await pushAll(pool.open(next), [text("z")]);
+      await waitFor(() => next.sent.length === 1, "dispatched for the next connection");
+      await waitFor(() => host.endedWith !== undefined, "the first one's end");
     });
   },
 });
@@ -144,10 +142,10 @@ Deno.test({
   name: "pool: pause from the main thread reads in order and holds dispatch until resume",
   ...SAN,
   fn: async () => {
-    await withPool({ count: 2 }, async (pool, host) => {
-      const lease = await pool.pause();
+    await withPool({ count: 2 }, async (_pool, host, conn) => {
+      const lease = await conn.pause();
       assert.ok(lease.held);
-      await pushAll(pool, [text("a"), text("b"), text("c")]);
+      await pushAll(conn, [text("a"), text("b"), text("c")]);
       assert.deepEqual(await lease.read({ timeoutMs: 5000 }), text("a"));
       assert.deepEqual(await lease.read(), text("b"));
       await new Promise((r) => setTimeout(r, 30));
@@ -156,7 +154,7 @@ Deno.test({
       // an empty ring: the read waits for the next push
       const later = lease.read({ timeoutMs: 5000 });
       await new Promise((r) => setTimeout(r, 10));
-      pool.push(text("d"));
+      conn.push(text("d"));
       assert.deepEqual(await later, text("d"));
       await assert.rejects(() => lease.read({ timeoutMs: 5 }), { name: "TimeoutError" });
       lease.resume();
@@ -171,10 +169,10 @@ Deno.test({
   name: "pool: pause from a worker reads the next messages itself and sends",
   ...SAN,
   fn: async () => {
-    await withPool({ count: 2 }, async (pool, host) => {
-      await pushAll(pool, [text("pause:2")]);
+    await withPool({ count: 2 }, async (_pool, host, conn) => {
+      await pushAll(conn, [text("pause:2")]);
       await new Promise((r) => setTimeout(r, 20));
-      await pushAll(pool, [text("q1"), text("q2"), text("q3")]);
+      await pushAll(conn, [text("q1"), text("q2"), text("q3")]);
       await waitFor(() => host.sent.length === 2, "lease reply + q3");
       assert.ok(host.texts().includes("paused:q1,q2"));
       assert.ok(host.texts().some((s) => s.startsWith("q3|")));
@@ -183,20 +181,16 @@ Deno.test({
 });
 
 Deno.test({
-  name: "pool: sends after detach reject with ConnectionClosedError; lease read rejects when empty",
+  name: "pool: a worker lease on a connection that ends reads what is left, then rejects",
   ...SAN,
   fn: async () => {
-    await withPool({ count: 1 }, async (pool, host) => {
-      pool.detach();
-      host.ended = true;
-      const lease = await pool.pause();
-      await assert.rejects(() => lease.read({ timeoutMs: 1000 }), ConnectionClosedError);
-      lease.resume();
-      const next = new RecordingHost("s2");
-      pool.attach(next);
-      await pushAll(pool, [text("session")]);
-      await waitFor(() => next.sent.length === 1, "reply on the new session");
-      assert.equal(next.sent[0], "session:s2");
+    await withPool({ count: 1 }, async (_pool, host, conn) => {
+      await pushAll(conn, [text("pause:2"), text("b1")]);
+      conn.end();
+      await waitFor(() => host.errors.length === 1 && host.endedWith !== undefined, "the end");
+      assert.match(String(host.errors[0].error), /ConnectionClosedError|connection ended/);
+      assert.deepEqual(host.endedWith, { dropped: 0 });
+      assert.equal(host.sent.length, 0, "the handler never got its second message");
     });
   },
 });
@@ -205,12 +199,12 @@ Deno.test({
   name: "pool: no worker starves",
   ...SAN,
   fn: async () => {
-    await withPool({ count: 2 }, async (pool, host) => {
-      await pushAll(pool, Array.from({ length: 40 }, () => text("busy:3")));
+    await withPool({ count: 2 }, async (_pool, host, conn) => {
+      await pushAll(conn, Array.from({ length: 40 }, () => text("busy:3")));
       await waitFor(() => host.sent.length === 40, "40 replies");
       const by = new Set(host.texts().map((s) => s.split(":")[1]));
       assert.equal(by.size, 2, `both workers handled messages: ${[...by]}`);
-    });
+    }, { order: "none" });
   },
 });
 
@@ -218,16 +212,16 @@ Deno.test({
   name: "pool: stop() ends busy workers within its budget and counts what was never handled",
   ...SAN,
   fn: async () => {
-    const pool = new PoolDispatcher({ module: ECHO, count: 2 });
+    const pool = new PoolDispatcher({ module: ECHO, count: 2 }, { order: "none" });
     await pool.init();
     const host = new RecordingHost();
-    pool.attach(host);
-    await pushAll(pool, [text("spin:60000"), text("spin:60000"), text("a"), text("b"), text("c")]);
+    const conn = pool.open(host);
+    await pushAll(conn, [text("spin:60000"), text("spin:60000"), text("a"), text("b"), text("c")]);
     await waitFor(() => pool.usedBytes > 0, "queued");
     await new Promise((r) => setTimeout(r, 50));
     const { abandoned } = await pool.close(200);
     assert.equal(abandoned, 3);
-    assert.equal(pool.push(text("late")), true);
+    assert.equal(conn.push(text("late")), true);
     assert.deepEqual(await pool.close(10), { abandoned: 0 });
   },
 });
@@ -236,13 +230,16 @@ Deno.test({
   name: "pool: a message over maxMessageBytes is reported, not dropped silently",
   ...SAN,
   fn: async () => {
-    await withPool({ count: 1, ringBytes: 1024, maxMessageBytes: 4096 }, async (pool, host) => {
-      assert.equal(pool.push({ type: "binary", data: new Uint8Array(3000) }), true);
-      assert.equal(pool.push({ type: "binary", data: new Uint8Array(5000) }), true);
-      await waitFor(() => host.sent.length === 1 && host.errors.length === 1, "reply + report");
-      assert.match(String(host.errors[0].error), /exceeds workers\.maxMessageBytes/);
-      assert.equal(pool.sideBytes, 3000);
-    });
+    await withPool(
+      { count: 1, ringBytes: 1024, maxMessageBytes: 4096 },
+      async (pool, host, conn) => {
+        assert.equal(conn.push({ type: "binary", data: new Uint8Array(3000) }), true);
+        assert.equal(conn.push({ type: "binary", data: new Uint8Array(5000) }), true);
+        await waitFor(() => host.sent.length === 1 && host.errors.length === 1, "reply + report");
+        assert.match(String(host.errors[0].error), /exceeds workers\.maxMessageBytes/);
+        assert.equal(pool.sideBytes, 3000);
+      },
+    );
   },
 });
 
@@ -252,11 +249,11 @@ Deno.test({
   fn: async () => {
     const pool = new PoolDispatcher({ module: ECHO, count: 2 });
     await pool.init();
-    pool.attach(new RecordingHost());
-    const lease = await pool.pause();
-    await pushAll(pool, [text("a"), text("b")]);
+    const conn = pool.open(new RecordingHost());
+    const lease = await conn.pause();
+    await pushAll(conn, [text("a"), text("b")]);
     assert.deepEqual(await pool.close(2000), { abandoned: 2 });
     assert.equal(lease.held, false);
-    await assert.rejects(() => pool.pause(), ConnectionClosedError);
+    await assert.rejects(() => conn.pause(), ConnectionClosedError);
   },
 });

@@ -1,33 +1,39 @@
-// Shared helpers of the pool tests: a recording DispatchHost and a bounded wait.
-import type { DispatchHost } from "../../src/engine/dispatcher.ts";
-import { ConnectionClosedError, type OutgoingData } from "../../src/transport/types.ts";
-import { PoolDispatcher, type PoolOptions } from "../../src/pool/pool.ts";
+// Shared helpers of the dispatch tests: a recording ConnectionHost, bounded waits, a pool per test.
+import type { ConnectionHost, DispatchConnection } from "../../src/dispatch/types.ts";
+import {
+  ConnectionClosedError,
+  type OutgoingData,
+  type WireMessage,
+} from "../../src/transport/types.ts";
+import { PoolDispatcher, type PoolOptions, type PoolSetup } from "../../src/dispatch/pool.ts";
 
 export const ECHO = new URL("./fixtures/echo.ts", import.meta.url);
 
-export class RecordingHost implements DispatchHost {
-  readonly sessionId: string;
+export class RecordingHost implements ConnectionHost {
+  readonly id: string;
   readonly sent: OutgoingData[] = [];
   readonly errors: { error: unknown; workerId: string }[] = [];
-  restarts = 0;
-  exits = 0;
-  ended = false;
-  constructor(sessionId: string = crypto.randomUUID()) {
-    this.sessionId = sessionId;
+  readonly calls: { op: string; args: readonly unknown[] }[] = [];
+  endedWith?: { dropped: number };
+  closed = false;
+  constructor(id: string = crypto.randomUUID()) {
+    this.id = id;
   }
   send(data: OutgoingData): Promise<void> {
-    if (this.ended) return Promise.reject(new ConnectionClosedError());
+    if (this.closed) return Promise.reject(new ConnectionClosedError());
     this.sent.push(data);
     return Promise.resolve();
   }
-  restart(): void {
-    this.restarts++;
-  }
-  exit(): void {
-    this.exits++;
+  call(op: string, args: readonly unknown[]): unknown {
+    this.calls.push({ op, args });
+    if (op === "fail") throw new RangeError(`failed ${args[0]}`);
+    return `did ${op}(${args.join(",")})`;
   }
   reportError(error: unknown, info: { workerId: string }): void {
     this.errors.push({ error, workerId: info.workerId });
+  }
+  ended(info: { dropped: number }): void {
+    this.endedWith = info;
   }
   texts(): string[] {
     return this.sent.filter((d): d is string => typeof d === "string");
@@ -46,27 +52,28 @@ export async function waitFor(cond: () => boolean, what: string, ms = 10_000): P
 
 /** Pushes with back-pressure (bounded retries). */
 export async function pushAll(
-  pool: PoolDispatcher,
-  messages: Iterable<Parameters<PoolDispatcher["push"]>[0]>,
+  conn: DispatchConnection,
+  messages: Iterable<WireMessage>,
 ): Promise<void> {
   for (const m of messages) {
-    for (let i = 0; !pool.push(m); i++) {
+    for (let i = 0; !conn.push(m); i++) {
       if (i > 100_000) throw new Error("push stuck");
-      await pool.writable();
+      await conn.writable();
     }
   }
 }
 
+/** A pool of `count` ECHO workers with one open connection, closed at the end. */
 export async function withPool(
   options: Partial<PoolOptions>,
-  fn: (pool: PoolDispatcher, host: RecordingHost) => Promise<void>,
+  fn: (pool: PoolDispatcher, host: RecordingHost, conn: DispatchConnection) => Promise<void>,
+  setup: PoolSetup = {},
 ): Promise<void> {
-  const pool = new PoolDispatcher({ module: ECHO, count: 2, ...options });
+  const pool = new PoolDispatcher({ module: ECHO, count: 2, ...options }, setup);
   try {
     await pool.init();
     const host = new RecordingHost();
-    pool.attach(host);
-    await fn(pool, host);
+    await fn(pool, host, pool.open(host));
   } finally {
     await pool.close(2000);
   }

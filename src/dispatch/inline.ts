@@ -1,0 +1,376 @@
+/**
+ * The dispatcher that runs handlers on the main thread: one queue for every connection, one
+ * handler at a time, in arrival order (async handlers are awaited). Its read lock is an async
+ * mutex taken around every "take the next entry"; a lease takes its own connection's messages out
+ * of the queue while the others wait.
+ *
+ * @module
+ */
+
+import { ConnectionClosedError, type WireMessage } from "../transport/types.ts";
+import { type Deferred, deferred, within } from "../util/async.ts";
+import { Lease } from "./lease.ts";
+import {
+  type ConnectionHost,
+  type DispatchConnection,
+  type Dispatcher,
+  type EndOptions,
+  type HandlerContext,
+  type Handlers,
+  LeaseResumedError,
+  type PauseLease,
+} from "./types.ts";
+
+/**
+ * Options of {@linkcode InlineDispatcher}.
+ *
+ * @example
+ * ```ts
+ * import type { InlineOptions } from "./inline.ts";
+ * const options: InlineOptions = { maxQueued: 4096 };
+ * ```
+ */
+export interface InlineOptions<C = HandlerContext> {
+  /** Messages queued (all connections together) before `push` refuses. Default 1024. */
+  maxQueued?: number;
+  /** Builds the context handlers get from the base one (the engine and the server add names). */
+  context?: (base: HandlerContext) => C;
+}
+
+const OPEN = 0, MESSAGE = 1, CLOSE = 2;
+
+interface Entry {
+  kind: typeof OPEN | typeof MESSAGE | typeof CLOSE;
+  conn: InlineConnection;
+  message?: WireMessage;
+  info?: unknown;
+}
+
+class InlineConnection implements DispatchConnection {
+  readonly host: ConnectionHost;
+  // deno-lint-ignore no-explicit-any
+  readonly #d: InlineDispatcher<any>;
+  /** Entries of this connection in the queue. */
+  queued = 0;
+  ended = false;
+  discard = false;
+  dropped = 0;
+  /** Leases taken outside a handler: they end with the connection. */
+  leases = new Set<Lease>();
+  // deno-lint-ignore no-explicit-any
+  ctx: any;
+  // deno-lint-ignore no-explicit-any
+  constructor(d: InlineDispatcher<any>, host: ConnectionHost) {
+    this.#d = d;
+    this.host = host;
+  }
+  get id(): string {
+    return this.host.id;
+  }
+  push(message: WireMessage): boolean {
+    return this.#d.offer(this, message);
+  }
+  writable(): Promise<void> {
+    return this.#d.writable();
+  }
+  pause(signal?: AbortSignal): Promise<PauseLease> {
+    return this.#d.pauseFor(this, signal, false);
+  }
+  end(options: EndOptions = {}): void {
+    this.#d.endConnection(this, options);
+  }
+}
+
+/**
+ * Runs handlers on the main thread, serially, with a bounded queue and a read lock.
+ *
+ * @example
+ * ```ts
+ * import { InlineDispatcher } from "./inline.ts";
+ * const d = new InlineDispatcher({ onMessage: (m) => console.log(m.data) });
+ * await d.init();
+ * const c = d.open({
+ *   id: "c1",
+ *   send: () => Promise.resolve(),
+ *   call: () => undefined,
+ *   reportError: (e) => console.error(e),
+ * });
+ * c.push({ type: "text", data: "hi" });
+ * c.end();
+ * await d.close(1000);
+ * ```
+ */
+export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
+  readonly #handlers: Handlers<C>;
+  readonly #max: number;
+  readonly #context?: (base: HandlerContext) => C;
+  #queue: (Entry | undefined)[] = [];
+  #head = 0;
+  /** Message entries queued (what the bound counts). */
+  #messages = 0;
+  #locked = false;
+  #lockWaiters: { grant(): void; fail(e: unknown): void }[] = [];
+  #changed?: Deferred<void>; // created only when someone waits: no promise per message
+  #closed = false;
+  #loop?: Promise<void>;
+  #inFlight?: Promise<unknown>;
+  /** The connection whose handler runs now, and the leases that handler took. */
+  #running?: { conn: InlineConnection; leases: Lease[] };
+
+  /** `handlers` run for every connection; without `onMessage`, messages are taken and dropped. */
+  constructor(handlers: Handlers<C>, options: InlineOptions<C> = {}) {
+    this.#handlers = handlers;
+    this.#max = options.maxQueued ?? 1024;
+    this.#context = options.context;
+  }
+
+  /** Messages queued, not yet handled. */
+  get queued(): number {
+    return this.#messages;
+  }
+
+  /** Starts the dispatch loop. */
+  init(): Promise<void> {
+    this.#loop ??= this.#run();
+    return Promise.resolve();
+  }
+
+  /** A connection opens; its `onConnect` runs before its messages. */
+  open(host: ConnectionHost, info?: unknown): DispatchConnection {
+    const conn = new InlineConnection(this, host);
+    const base: HandlerContext = {
+      connectionId: host.id,
+      workerId: "main",
+      send: (data) => host.send(data),
+      pause: (signal) => this.pauseFor(conn, signal, true),
+      call: (op, ...args) => Promise.resolve().then(() => host.call(op, args)),
+    };
+    conn.ctx = this.#context ? this.#context(base) : base;
+    if (this.#handlers.onConnect) this.#enqueue({ kind: OPEN, conn, info });
+    return conn;
+  }
+
+  /** Queues a message of `conn`; false when full. */
+  offer(conn: InlineConnection, message: WireMessage): boolean {
+    if (this.#closed || conn.ended) return true; // nothing runs any more: taken and dropped
+    if (this.#messages >= this.#max) return false;
+    this.#messages++;
+    this.#enqueue({ kind: MESSAGE, conn, message });
+    return true;
+  }
+
+  /** Resolves when the queue has room (or the dispatcher closed). */
+  async writable(): Promise<void> {
+    while (!this.#closed && this.#messages >= this.#max) await this.#changes();
+  }
+
+  /** Ends `conn`: its queued messages are handled (or dropped), then `onDisconnect`. */
+  endConnection(conn: InlineConnection, options: EndOptions): void {
+    if (conn.ended) return;
+    conn.ended = true;
+    conn.discard = options.discard ?? false;
+    for (const lease of conn.leases) {
+      lease.revoke(new ConnectionClosedError("the connection ended"));
+    }
+    conn.leases.clear();
+    this.#enqueue({ kind: CLOSE, conn, info: options.info });
+  }
+
+  /** Stops: waits up to `timeoutMs` for the handler in flight; queued messages are abandoned. */
+  async close(timeoutMs: number): Promise<{ abandoned: number }> {
+    if (this.#closed) return { abandoned: 0 };
+    this.#closed = true;
+    const abandoned = this.#messages;
+    this.#queue = [];
+    this.#head = 0;
+    this.#messages = 0;
+    for (const w of this.#lockWaiters.splice(0)) {
+      w.fail(new ConnectionClosedError("the dispatcher closed"));
+    }
+    this.#notify();
+    const inFlight = this.#inFlight;
+    if (inFlight) await within(inFlight, { timeoutMs, what: "handler in flight" }).catch(() => {});
+    return { abandoned };
+  }
+
+  /** Takes the read lock for `conn`. Inside one of its handlers the lease ends with the handler. */
+  async pauseFor(
+    conn: InlineConnection,
+    signal: AbortSignal | undefined,
+    fromContext: boolean,
+  ): Promise<PauseLease> {
+    if (conn.ended) throw new ConnectionClosedError("the connection ended");
+    const waiting = this.#acquire(signal);
+    if (waiting) await waiting;
+    if (conn.ended) {
+      this.#release();
+      throw new ConnectionClosedError("the connection ended");
+    }
+    const run = fromContext && this.#running?.conn === conn ? this.#running : undefined;
+    const lease = new Lease({
+      take: () => this.#takeFor(conn),
+      changed: (s) => within(this.#changes(), { signal: s }),
+      send: (data) => conn.host.send(data),
+      release: () => {
+        conn.leases.delete(lease);
+        this.#release();
+        this.#notify();
+      },
+    });
+    if (run) run.leases.push(lease);
+    else conn.leases.add(lease);
+    return lease;
+  }
+
+  // ---- internals ----
+
+  #enqueue(entry: Entry): void {
+    entry.conn.queued++;
+    this.#queue.push(entry);
+    this.#notify();
+  }
+
+  #notify(): void {
+    const d = this.#changed;
+    if (d) {
+      this.#changed = undefined;
+      d.resolve();
+    }
+  }
+
+  #changes(): Promise<void> {
+    return (this.#changed ??= deferred<void>()).promise;
+  }
+
+  /** Takes the next entry (skipping the holes leases left). */
+  #take(): Entry | undefined {
+    const q = this.#queue;
+    while (this.#head < q.length && q[this.#head] === undefined) this.#head++;
+    if (this.#head >= q.length) {
+      if (q.length) {
+        this.#queue = [];
+        this.#head = 0;
+      }
+      return undefined;
+    }
+    const entry = q[this.#head]!;
+    q[this.#head++] = undefined;
+    if (this.#head > 1024 && this.#head * 2 > q.length) {
+      this.#queue = q.slice(this.#head);
+      this.#head = 0;
+    }
+    this.#taken(entry);
+    return entry;
+  }
+
+  #taken(entry: Entry): void {
+    entry.conn.queued--;
+    if (entry.kind === MESSAGE && this.#messages-- === this.#max) this.#notify(); // room again
+  }
+
+  /** A lease's take: the connection's next message, `undefined`, or `null` once it is over. */
+  #takeFor(conn: InlineConnection): WireMessage | undefined | null {
+    if (conn.queued > 0) {
+      const q = this.#queue;
+      for (let i = this.#head; i < q.length; i++) {
+        const e = q[i];
+        if (e === undefined || e.conn !== conn) continue;
+        if (e.kind === CLOSE) return null;
+        if (e.kind === OPEN) continue;
+        q[i] = undefined;
+        this.#taken(e);
+        return e.message;
+      }
+    }
+    return conn.ended ? null : undefined;
+  }
+
+  /** Takes the lock: synchronously when free, else in FIFO order. */
+  #acquire(signal?: AbortSignal): Promise<void> | undefined {
+    if (this.#closed) return Promise.reject(new ConnectionClosedError("the dispatcher closed"));
+    signal?.throwIfAborted();
+    if (!this.#locked) {
+      this.#locked = true;
+      return undefined;
+    }
+    return within((s) =>
+      new Promise<void>((resolve, reject) => {
+        const waiter = { grant: resolve, fail: reject };
+        this.#lockWaiters.push(waiter);
+        s.addEventListener("abort", () => {
+          const i = this.#lockWaiters.indexOf(waiter);
+          if (i >= 0) this.#lockWaiters.splice(i, 1);
+          else this.#release(); // granted in the same turn as the abort: hand it on
+        }, { once: true });
+      }), { signal });
+  }
+
+  #release(): void {
+    const next = this.#lockWaiters.shift();
+    if (next) next.grant(); // hand-off: the lock stays taken
+    else this.#locked = false;
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#closed) {
+      if (this.#head >= this.#queue.length) {
+        await this.#changes();
+        continue;
+      }
+      const waiting = this.#acquire();
+      if (waiting) {
+        try {
+          await waiting;
+        } catch {
+          return; // closed while waiting for a pause to end
+        }
+      }
+      const entry = this.#take();
+      this.#release();
+      if (entry) await this.#handle(entry);
+    }
+  }
+
+  async #handle(entry: Entry): Promise<void> {
+    const conn = entry.conn;
+    const h = this.#handlers;
+    if (entry.kind === MESSAGE && conn.discard) {
+      conn.dropped++;
+      return;
+    }
+    const run = { conn, leases: [] as Lease[] };
+    this.#running = run;
+    try {
+      let result: unknown;
+      if (entry.kind === MESSAGE) result = h.onMessage?.(entry.message!, conn.ctx);
+      else if (entry.kind === OPEN) result = h.onConnect?.(conn.ctx, entry.info);
+      else result = h.onDisconnect?.(entry.info, conn.ctx);
+      if (result && typeof (result as Promise<unknown>).then === "function") {
+        this.#inFlight = result as Promise<unknown>;
+        await result;
+      }
+    } catch (error) {
+      this.#report(conn, error);
+    } finally {
+      this.#inFlight = undefined;
+      this.#running = undefined;
+      for (const lease of run.leases) lease.revoke(new LeaseResumedError());
+    }
+    if (entry.kind === CLOSE) {
+      try {
+        conn.host.ended?.({ dropped: conn.dropped });
+      } catch (error) {
+        this.#report(conn, error);
+      }
+    }
+  }
+
+  #report(conn: InlineConnection, error: unknown): void {
+    try {
+      this.#handlers.onReadError?.(error, conn.ctx);
+    } catch { /* the original error is still reported below */ }
+    try {
+      conn.host.reportError(error, { workerId: "main" });
+    } catch { /* the host's reporting must not stop dispatch */ }
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Every message between the pool's main thread and its workers, declared once and used at both
+ * ends. Messages themselves never travel this way: they go through the ring. What does: the
+ * start-up, the handlers' operations (batched, in order per worker) and their answers.
+ *
+ * @module
+ */
+
+import type { OutgoingData } from "../transport/types.ts";
+import type { SharedChannel } from "./ring.ts";
+
+/** Main thread → worker: start; the channel to read and where the handler module is. */
+export interface InitMessage {
+  t: "init";
+  /** The channel this worker reads. */
+  channel: SharedChannel;
+  /** The pool's connection table (growable). */
+  table: SharedArrayBuffer;
+  /** Index of this worker: its words in the channel's control block. */
+  index: number;
+  /** Its lock token. */
+  token: number;
+  workerId: string;
+  /** URL of the handler module. */
+  module: string;
+  /** URL of a module exporting `context(base)`, which shapes what handlers get. */
+  context?: string;
+}
+
+/** An error as it crosses threads (its class is restored by name on the other side). */
+export interface WireError {
+  name: string;
+  message: string;
+}
+
+/** Main thread → worker: answers to operations, in order: `[call id, error or null, value]`. */
+export interface AcksMessage {
+  t: "acks";
+  acks: [number, WireError | null, unknown][];
+}
+
+/** Main thread → worker: finish the handler in flight, take nothing new. */
+export interface StopMessage {
+  t: "stop";
+}
+
+/** Everything the main thread sends a worker. */
+export type ToWorker = InitMessage | AcksMessage | StopMessage;
+
+/**
+ * An operation from a handler for connection (`slot`, `gen`):
+ * - `send`: send on the connection (answered);
+ * - `call`: one of the owner's named operations (answered with its result);
+ * - `error`: a handler threw (not answered);
+ * - `ended`: the connection's close record was handled; `dropped` messages were discarded.
+ */
+export type Op =
+  | ["send", slot: number, gen: number, id: number, data: OutgoingData]
+  | ["call", slot: number, gen: number, id: number, op: string, args: unknown[]]
+  | ["error", slot: number, gen: number, error: unknown]
+  | ["ended", slot: number, gen: number, dropped: number];
+
+/** Worker → main thread: every message a worker sends. */
+export type FromWorker =
+  /** The module loaded and exports `onMessage`; which optional handlers it has. */
+  | { t: "ready" }
+  | { t: "init-error"; error: string }
+  /** A batch of operations, in the order the handlers made them. */
+  | { t: "out"; ops: Op[] }
+  /** A handler called `self.close()`: the worker is about to die. */
+  | { t: "closing" }
+  /** The reader loop ended after a stop. */
+  | { t: "stopped" };
+
+/** Turns an error into its wire form. */
+export function toWireError(error: unknown): WireError {
+  return {
+    name: error instanceof Error ? error.name : "Error",
+    message: error instanceof Error ? error.message : String(error),
+  };
+}
