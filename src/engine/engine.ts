@@ -24,6 +24,7 @@ import {
 } from "../transport/types.ts";
 import { AbortError, deferred, sleep, within } from "../util/async.ts";
 import { Lease } from "../dispatch/lease.ts";
+import { pump } from "../dispatch/pump.ts";
 import type {
   ConnectionHost,
   DispatchConnection,
@@ -95,7 +96,6 @@ class Run {
 }
 
 const noop = () => {};
-const utf8 = new TextDecoder();
 
 /** Close codes an endpoint may send (RFC 6455 §7.4, IANA registry). */
 function validCloseCode(code: unknown): code is number {
@@ -360,99 +360,16 @@ export class WebSocketEngine {
 
   /**
    * Moves messages from the connection into the dispatcher until the session must close.
-   * Resolves with how the peer closed, or undefined when we were asked to close.
+   * Resolves with how the peer closed, or undefined when we were asked to close. While a
+   * `request()` waits, each message is offered to it first.
    */
   #pump(s: Session): Promise<CloseInfo | undefined> {
-    const conn = s.conn!;
-    const d = s.dispatch!;
-    if (conn.setSink && d.deliver) return this.#pumpRaw(s, conn, d);
     const requests = this.#requests;
-    const done = deferred<CloseInfo | undefined>();
-    let held: WireMessage | undefined; // taken from the connection, not yet by the dispatcher
-    let blocked = false; // waiting for the dispatcher to have room
-    let draining = false;
-    let peer: CloseInfo | undefined;
-    // Runs synchronously from the adapter's queue (one call per arriving message, or per batch),
-    // from the dispatcher when it has room again, and on a close request: no promise per message.
-    const drain = (): void => {
-      if (done.settled) return;
-      if (s.closeRequest) return done.resolve(undefined);
-      if (draining || blocked) return;
-      draining = true;
-      try {
-        // Bounded: every turn takes a queued message; it stops when the queue is empty, the
-        // dispatcher is full, or a close was requested (a handler may request one synchronously).
-        while (!s.closeRequest) {
-          const message = held ?? conn.poll();
-          held = undefined;
-          if (message === undefined) {
-            if (peer) done.resolve(peer);
-            return;
-          }
-          if (requests.size > 0 && requests.offer(message)) continue;
-          if (!d.push(message)) {
-            held = message;
-            blocked = true;
-            d.writable().catch(noop).then(() => {
-              blocked = false;
-              drain();
-            });
-            return;
-          }
-        }
-        done.resolve(undefined);
-      } catch (error) {
-        done.reject(error); // a bug; it must not escape into the adapter's event handler
-      } finally {
-        draining = false;
-      }
-    };
-    // `closed` settles once the peer closed (or the socket dropped) and every message was polled.
-    conn.closed.then((info) => {
-      peer = info;
-      drain();
-    });
-    s.onInterrupt = drain;
-    conn.onReadable(drain);
-    drain();
-    return done.promise.finally(() => {
-      conn.onReadable(undefined);
-      s.onInterrupt = undefined;
-    });
-  }
-
-  /**
-   * The pump on the raw path: the connection hands each payload to the dispatcher as it is
-   * parsed (straight into the pool's shared memory), with no message object in between. While
-   * a `request()` waits, messages are built and offered to it first.
-   */
-  #pumpRaw(
-    s: Session,
-    conn: AdapterConnection,
-    d: DispatchConnection,
-  ): Promise<CloseInfo | undefined> {
-    const done = deferred<CloseInfo | undefined>();
-    const requests = this.#requests;
-    const deliver = d.deliver!;
-    conn.setSink!({
-      deliver: (text, payload) => {
-        if (s.closeRequest) {
-          done.resolve(undefined);
-          return false; // kept by the connection, which is closing anyway
-        }
-        if (requests.size === 0) return deliver(text, payload);
-        const message: WireMessage = text
-          ? { type: "text", data: utf8.decode(payload) }
-          : { type: "binary", data: payload.slice() };
-        return requests.offer(message) || d.push(message);
-      },
-      writable: () => d.writable(),
-    });
-    conn.closed.then((info) => done.resolve(info));
-    s.onInterrupt = () => done.resolve(undefined);
-    if (s.closeRequest) done.resolve(undefined);
-    return done.promise.finally(() => {
-      conn.setSink!(undefined);
+    const offer = (m: WireMessage) => requests.offer(m);
+    const p = pump(s.conn!, s.dispatch!, () => requests.size > 0 ? offer : undefined);
+    s.onInterrupt = () => p.stop();
+    if (s.closeRequest) p.stop();
+    return p.done.finally(() => {
       s.onInterrupt = undefined;
     });
   }

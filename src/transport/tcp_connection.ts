@@ -389,6 +389,40 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
   }
 
   /**
+   * True when {@linkcode WebSocketConnection.sendEncoded} may be used: a server connection with no
+   * extension (frames go out unmasked and uncompressed, so one encoding fits every such peer).
+   */
+  get canSendEncoded(): boolean {
+    return this.role === "server" && this.#fastPath && !this.#fragOpen;
+  }
+
+  /**
+   * Sends one complete data frame the caller encoded (`encodeFrame` from the protocol module), as
+   * is: a server frames a broadcast once and hands the same bytes to every connection. The bytes
+   * must not change afterwards. Only where {@linkcode WebSocketConnection.canSendEncoded} holds
+   * (otherwise rejects with `TypeError`); same back-pressure as `send()`.
+   */
+  sendEncoded(frame: Uint8Array): Promise<void> {
+    if (this.#state !== "open" || this.#p.closeSent) {
+      return Promise.reject(new ConnectionClosedError("the connection is closing", this.#info));
+    }
+    if (!this.canSendEncoded) {
+      return Promise.reject(
+        new TypeError("sendEncoded needs a server connection without extensions"),
+      );
+    }
+    this.#collect(); // keep order with whatever the codec queued (pongs)
+    this.#pending.push(frame);
+    this.#backing.push(null); // shared by many connections: never recycled
+    this.#pendingBytes += frame.length;
+    this.#scheduleFlush();
+    this.#messagesOut++;
+    return this.bufferedAmount <= this.#writeHigh
+      ? RESOLVED
+      : new Promise<void>((resolve, reject) => this.#drainWaiters.push({ resolve, reject }));
+  }
+
+  /**
    * Sends one raw data frame (`Opcode.Text`, `Opcode.Binary` or `Opcode.Continuation`), for
    * fragmented messages: the first fragment carries the type, the rest are continuations, the last
    * has `fin` set. Same back-pressure as `send()`.

@@ -20,13 +20,14 @@ import type { DeflateOptions } from "../protocol/deflate.ts";
 import { HandshakeError } from "../protocol/errors.ts";
 import {
   buildHttpResponse,
+  hasToken,
   MAX_HEAD_SIZE,
   negotiateServer,
   rejectionResponse,
   type RequestHead,
 } from "../protocol/handshake.ts";
 import { WebSocketConnection, type WebSocketConnectionOptions } from "./tcp_connection.ts";
-import { readHead } from "./tcp_http.ts";
+import { answerHttp, readHead } from "./tcp_http.ts";
 import {
   type ByteStream,
   denoConnStream,
@@ -89,6 +90,14 @@ export interface UpgradeOptions extends WebSocketConnectionOptions {
   maxHeadBytes?: number;
   /** Extra headers for the 101 response. */
   responseHeaders?: Readonly<Record<string, string>>;
+  /**
+   * Called for each upgrade request before the handshake is negotiated (after `checkOrigin`):
+   * return an answer (e.g. `{ status: 503 }` while not ready, or past a connection limit) to
+   * refuse it, or `undefined` to go on.
+   */
+  admit?: (
+    request: UpgradeRequest,
+  ) => { status: number; body?: string; headers?: Record<string, string> } | undefined;
 }
 
 /**
@@ -116,6 +125,11 @@ export interface ServeOptions extends UpgradeOptions {
   tls?: { cert: string; key: string };
   /** Called for each accepted connection. A throw/rejection closes it with 1011. */
   onConnection: (ws: WebSocketConnection, request: UpgradeRequest) => void | Promise<void>;
+  /**
+   * Answers plain HTTP requests (no `Upgrade: websocket`) on the same port, one per connection,
+   * e.g. to serve the app's page. Without it they get 426.
+   */
+  fetch?: (request: Request) => Response | Promise<Response>;
   /** Failed handshakes and handler errors, for logging. */
   onError?: (error: unknown) => void;
 }
@@ -166,7 +180,7 @@ async function refuse(stream: ByteStream, bytes: Uint8Array): Promise<void> {
 async function upgrade(
   stream: ByteStream,
   given: { head: RequestHead; rest: Uint8Array } | undefined,
-  options: UpgradeOptions,
+  options: UpgradeOptions & { fetch?: ServeOptions["fetch"]; tls?: unknown },
   onError?: (e: unknown) => void,
 ): Promise<{ ws: WebSocketConnection; request: UpgradeRequest } | null> {
   const timeoutMs = options.handshakeTimeoutMs ?? 10_000;
@@ -195,6 +209,18 @@ async function upgrade(
       }
     }
     const { head, rest } = got;
+    if (options.fetch && !hasToken(head.headers.get("upgrade"), "websocket")) {
+      clearTimeout(timer);
+      let answer: Uint8Array;
+      try {
+        answer = await answerHttp(head, rest, stream, options.fetch, options.tls !== undefined);
+      } catch (e) {
+        onError?.(e);
+        answer = buildHttpResponse(500, {}, "internal error");
+      }
+      await refuse(stream, answer);
+      return null;
+    }
     const request: UpgradeRequest = {
       method: head.method,
       url: head.target,
@@ -214,6 +240,13 @@ async function upgrade(
         await refuse(stream, buildHttpResponse(403, {}, "origin not allowed"));
         return null;
       }
+    }
+    const refusal = options.admit?.(request);
+    if (refusal) {
+      clearTimeout(timer);
+      onError?.(new HandshakeError(refusal.body ?? "refused", { status: refusal.status }));
+      await refuse(stream, buildHttpResponse(refusal.status, refusal.headers ?? {}, refusal.body));
+      return null;
     }
     const deflate = deflateOf(options.compression);
     let n;
