@@ -9,6 +9,7 @@
 
 import { ConnectionClosedError, type WireMessage } from "../transport/types.ts";
 import { type Deferred, deferred, within } from "../util/async.ts";
+import { Turns } from "../util/turn.ts";
 import { Lease } from "./lease.ts";
 import {
   type ConnectionHost,
@@ -33,6 +34,11 @@ import {
 export interface InlineOptions<C = HandlerContext> {
   /** Messages queued (all connections together) before `push` refuses. Default 1024. */
   maxQueued?: number;
+  /**
+   * Messages one connection may have queued before its `push` refuses (the others go on), so a
+   * flooding connection cannot fill the queue for everyone. Default `maxQueued`.
+   */
+  maxQueuedPerConnection?: number;
   /** Builds the context handlers get from the base one (the engine and the server add names). */
   context?: (base: HandlerContext) => C;
 }
@@ -52,6 +58,8 @@ class InlineConnection implements DispatchConnection {
   readonly #d: InlineDispatcher<any>;
   /** Entries of this connection in the queue. */
   queued = 0;
+  /** Message entries of this connection in the queue (what its bound counts). */
+  messages = 0;
   ended = false;
   discard = false;
   dropped = 0;
@@ -71,7 +79,7 @@ class InlineConnection implements DispatchConnection {
     return this.#d.offer(this, message);
   }
   writable(): Promise<void> {
-    return this.#d.writable();
+    return this.#d.writable(this);
   }
   pause(signal?: AbortSignal): Promise<PauseLease> {
     return this.#d.pauseFor(this, signal, false);
@@ -103,6 +111,7 @@ class InlineConnection implements DispatchConnection {
 export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
   readonly #handlers: Handlers<C>;
   readonly #max: number;
+  readonly #maxPer: number;
   readonly #context?: (base: HandlerContext) => C;
   #queue: (Entry | undefined)[] = [];
   #head = 0;
@@ -121,6 +130,7 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
   constructor(handlers: Handlers<C>, options: InlineOptions<C> = {}) {
     this.#handlers = handlers;
     this.#max = options.maxQueued ?? 1024;
+    this.#maxPer = Math.min(this.#max, options.maxQueuedPerConnection ?? this.#max);
     this.#context = options.context;
   }
 
@@ -153,15 +163,18 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
   /** Queues a message of `conn`; false when full. */
   offer(conn: InlineConnection, message: WireMessage): boolean {
     if (this.#closed || conn.ended) return true; // nothing runs any more: taken and dropped
-    if (this.#messages >= this.#max) return false;
+    if (this.#messages >= this.#max || conn.messages >= this.#maxPer) return false;
     this.#messages++;
+    conn.messages++;
     this.#enqueue({ kind: MESSAGE, conn, message });
     return true;
   }
 
-  /** Resolves when the queue has room (or the dispatcher closed). */
-  async writable(): Promise<void> {
-    while (!this.#closed && this.#messages >= this.#max) await this.#changes();
+  /** Resolves when the queue has room for `conn` (or the dispatcher closed). */
+  async writable(conn: InlineConnection): Promise<void> {
+    while (
+      !this.#closed && !conn.ended && (this.#messages >= this.#max || conn.messages >= this.#maxPer)
+    ) await this.#changes();
   }
 
   /** Ends `conn`: its queued messages are handled (or dropped), then `onDisconnect`. */
@@ -264,8 +277,12 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
   }
 
   #taken(entry: Entry): void {
-    entry.conn.queued--;
-    if (entry.kind === MESSAGE && this.#messages-- === this.#max) this.#notify(); // room again
+    const conn = entry.conn;
+    conn.queued--;
+    if (entry.kind !== MESSAGE) return;
+    // room again, for everyone or for this connection: wake writable()
+    const wasFull = this.#messages-- === this.#max;
+    if (conn.messages-- === this.#maxPer || wasFull) this.#notify();
   }
 
   /** A lease's take: the connection's next message, `undefined`, or `null` once it is over. */
@@ -312,22 +329,35 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
   }
 
   async #run(): Promise<void> {
-    while (!this.#closed) {
-      if (this.#head >= this.#queue.length) {
-        await this.#changes();
-        continue;
-      }
-      const waiting = this.#acquire();
-      if (waiting) {
-        try {
-          await waiting;
-        } catch {
-          return; // closed while waiting for a pause to end
+    // Handlers that settle at once chain by microtasks: every 64 of them, give the event loop
+    // a turn so socket reads and timers are not starved.
+    const turns = new Turns();
+    let streak = 0;
+    try {
+      while (!this.#closed) {
+        if (++streak >= 64) {
+          streak = 0;
+          await turns.next();
         }
+        if (this.#head >= this.#queue.length) {
+          streak = 0;
+          await this.#changes();
+          continue;
+        }
+        const waiting = this.#acquire();
+        if (waiting) {
+          try {
+            await waiting;
+          } catch {
+            return; // closed while waiting for a pause to end
+          }
+        }
+        const entry = this.#take();
+        this.#release();
+        if (entry) await this.#handle(entry);
       }
-      const entry = this.#take();
-      this.#release();
-      if (entry) await this.#handle(entry);
+    } finally {
+      turns.close();
     }
   }
 

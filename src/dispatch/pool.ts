@@ -122,6 +122,12 @@ export interface PoolSetup {
   assign?: "shared" | "sticky";
   /** Shared mode without `orderingKey`: `"connection"` keeps each connection's order (default). */
   order?: "connection" | "none";
+  /**
+   * Records (messages, opens, closes) one connection may have in a ring before its `push`
+   * refuses while the others go on, so a flooding connection cannot fill a ring for everyone.
+   * Default: no limit beyond the ring.
+   */
+  maxQueuedPerConnection?: number;
 }
 
 /**
@@ -260,6 +266,8 @@ class PoolConnection implements DispatchConnection {
   readonly lane: number;
   readonly #pool: PoolDispatcher;
   ended = false;
+  /** Its records in the ring, not yet reclaimed. */
+  pending = 0;
   /** Main-thread leases on this connection: they end with it. */
   readonly leases = new Set<Lease>();
   readonly deliver: (text: boolean, payload: Uint8Array, trace?: TraceCarrier) => boolean;
@@ -338,6 +346,7 @@ export class PoolDispatcher implements Dispatcher {
   #closed = false;
   #abandoned = 0;
   #initialized = false;
+  readonly #maxPer: number;
 
   /** Creates the shared memory; workers start in {@linkcode PoolDispatcher.init}. */
   constructor(options: PoolOptions, setup: PoolSetup = {}) {
@@ -356,8 +365,15 @@ export class PoolDispatcher implements Dispatcher {
     const rings = this.#sticky ? this.#count : 1;
     const ringBytes = Math.max(4096, Math.floor((options.ringBytes ?? 4 << 20) / rings));
     const maxSide = options.maxMessageBytes ?? 256 << 20;
+    this.#maxPer = setup.maxQueuedPerConnection ?? Infinity;
+    const onReclaim = this.#maxPer === Infinity ? undefined : (slot: number, gen: number) => {
+      const c = this.#conns[slot];
+      if (c && c.gen === gen) c.pending--;
+    };
     for (let i = 0; i < rings; i++) {
-      this.#writers.push(new RingWriter(ringBytes, maxSide, options.publishBatch ?? 1024));
+      this.#writers.push(
+        new RingWriter(ringBytes, maxSide, options.publishBatch ?? 1024, onReclaim),
+      );
     }
     this.#table = new SharedArrayBuffer(TABLE_START * CONN_WORDS * 4, {
       maxByteLength: TABLE_MAX * CONN_WORDS * 4,
@@ -448,7 +464,11 @@ export class PoolDispatcher implements Dispatcher {
   #control(conn: PoolConnection, kind: number, info: unknown): void {
     const bytes = encodeInfo(info);
     const w = conn.writer;
-    const write = () => w.write(kind, conn.slot, conn.gen, conn.lane, bytes);
+    const write = () => {
+      if (!w.write(kind, conn.slot, conn.gen, conn.lane, bytes)) return false;
+      conn.pending++;
+      return true;
+    };
     const pending = this.#pending.get(w);
     if (!pending && write()) return;
     if (pending) pending.push(write);
@@ -504,14 +524,21 @@ export class PoolDispatcher implements Dispatcher {
       );
       return true;
     }
-    return w.write(text ? 0 : K_BINARY, conn.slot, conn.gen, lane, data, encodeTrace(trace));
+    if (conn.pending >= this.#maxPer) return false;
+    if (!w.write(text ? 0 : K_BINARY, conn.slot, conn.gen, lane, data, encodeTrace(trace))) {
+      return false;
+    }
+    conn.pending++;
+    return true;
   }
 
   /** Resolves when the connection's ring may take a message again. */
   async writableFor(conn: PoolConnection): Promise<void> {
     const w = conn.writer;
-    // Bounded: each turn waits for room in the ring; closing ends it.
+    // Bounded: each turn waits for room in the ring, or for one of the connection's own records
+    // to be handled; closing ends it.
     while (this.#pending.has(w) && !this.#closing) await w.writable();
+    while (conn.pending >= this.#maxPer && !this.#closing && !conn.ended) await w.freed();
     await w.writable();
   }
 

@@ -56,9 +56,19 @@ export class RingWriter {
   #unpublishedBytes = 0;
   #usedAtFull = 0;
   #closed = false;
+  readonly #onReclaim?: (slot: number, gen: number) => void;
 
-  /** Creates the channel's shared memory. */
-  constructor(ringBytes: number, maxSideBytes: number, publishBatch: number) {
+  /**
+   * Creates the channel's shared memory. `onReclaim` hears of every handled record whose bytes
+   * are reused (the pool counts each connection's records in the ring with it).
+   */
+  constructor(
+    ringBytes: number,
+    maxSideBytes: number,
+    publishBatch: number,
+    onReclaim?: (slot: number, gen: number) => void,
+  ) {
+    this.#onReclaim = onReclaim;
     this.#cap = align8(ringBytes);
     this.#batch = Math.max(1, publishBatch);
     this.ctl = new Int32Array(new SharedArrayBuffer(CONTROL_BYTES));
@@ -236,6 +246,23 @@ export class RingWriter {
     }
   }
 
+  /**
+   * Waits until a reader marks a record done (or 100 ms pass), then reclaims: for a writer that
+   * waits for records of its own to be handled, not for room in the ring.
+   */
+  async freed(): Promise<void> {
+    const ctl = this.ctl;
+    this.publish();
+    Atomics.store(ctl, C.MAIN_WAITING, 1);
+    try {
+      const r = Atomics.waitAsync(ctl, C.FREED, Atomics.load(ctl, C.FREED), 100);
+      if (r.async) await r.value;
+    } finally {
+      Atomics.store(ctl, C.MAIN_WAITING, 0);
+    }
+    this.#reclaim();
+  }
+
   /** Stops the flush timer; `writable()` resolves from now on. */
   close(): void {
     this.#closed = true;
@@ -288,6 +315,7 @@ export class RingWriter {
       }
       if (((passed - this.#reclaimed) | 0) <= 0) break;
       this.#reclaimed = (this.#reclaimed + 1) | 0;
+      this.#onReclaim?.(ring[w + R.SLOT], ring[w + R.GEN]);
       if (this.#tail === this.#sideRecord) this.#sideRecord = -1;
       this.#used -= len;
       this.#tail += len;

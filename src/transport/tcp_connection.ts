@@ -641,7 +641,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     if (!this.#p.closeSent) this.#p.close(code, reason);
     this.#collect();
     this.#transportClosing = true;
-    void this.#closeAfterFlush();
+    this.#endAfterFlush(1000);
   }
 
   #onEof(): void {
@@ -665,7 +665,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     if (this.#transportClosing) return;
     if (this.#failure) {
       this.#transportClosing = true;
-      void this.#closeAfterFlush();
+      this.#endAfterFlush(1000);
       return;
     }
     if (!(this.#p.closeSent && this.#p.closeReceived)) return;
@@ -676,15 +676,24 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
       void this.#closeAfterFlush();
     } else {
       // RFC 6455 §7.1.1: the server closes TCP first; give it a moment, then close ourselves.
-      void this.#writeIdleNow().then(() => {
-        if (this.#state === "closed") return;
-        const wait = Math.min(this.#opts.closeRetryMs ?? 2000, 2000);
-        this.#eofTimer = setTimeout(() => {
-          this.#eofTimer = undefined;
-          this.#onEof();
-        }, wait);
-      });
+      this.#endAfterFlush(2000);
     }
+  }
+
+  /**
+   * Once our frames are written, waits up to `ms` (at most `closeRetryMs`) for the peer to hang
+   * up, reading and discarding what it still sends, then closes. After failing a connection this
+   * matters: closing with the peer's frames still arriving resets the connection (RST), and the
+   * peer would never read our close code.
+   */
+  #endAfterFlush(ms: number): void {
+    void this.#writeIdleNow().then(() => {
+      if (this.#state === "closed") return;
+      this.#eofTimer = setTimeout(() => {
+        this.#eofTimer = undefined;
+        this.#onEof();
+      }, Math.min(this.#opts.closeRetryMs ?? 2000, ms));
+    });
   }
 
   async #closeAfterFlush(): Promise<void> {

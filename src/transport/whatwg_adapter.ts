@@ -130,6 +130,28 @@ function dial(Ctor: WebSocketConstructor, url: URL, opts: DialOptions) {
   });
 }
 
+/**
+ * Wraps a WHATWG `WebSocket` that is already open (e.g. the server side of
+ * `Deno.upgradeWebSocket`, once its `open` event fired) as an {@linkcode AdapterConnection}.
+ * `options` gives the read bounds (`maxPayload`, `maxQueuedBytes`, `overflow`, `onError`).
+ *
+ * @example
+ * ```ts ignore
+ * import { wrapWebSocket } from "./whatwg_adapter.ts";
+ * const { socket, response } = Deno.upgradeWebSocket(request);
+ * socket.onopen = () => {
+ *   const conn = wrapWebSocket(socket, { handshakeTimeoutMs: 0 });
+ *   void conn.send("hello");
+ * };
+ * ```
+ */
+export function wrapWebSocket(ws: WebSocket, options: DialOptions): AdapterConnection {
+  ws.binaryType = "arraybuffer";
+  const conn = new WhatwgConnection(ws, options);
+  conn.opened();
+  return conn;
+}
+
 /** Codes the WHATWG `close()` accepts. */
 function sendable(code: number): boolean {
   return code === 1000 || (code >= 3000 && code <= 4999);

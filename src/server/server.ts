@@ -1,0 +1,655 @@
+/**
+ * The server: every connection is an addressable unit with an unguessable id; its messages go to
+ * handlers (inline, or a worker pool that owns each connection round-robin); anything in the
+ * application can push to any connection at any time (send, broadcast, topics, close).
+ *
+ * It is reached three ways, with the same events and operations: listening itself on our
+ * transport (`listen`), as a `Deno.serve` handler (`handler`, on the runtime's upgrade), and on a
+ * `node:http` server's `upgrade` event (`handleNodeUpgrade`, on our transport).
+ *
+ * @module
+ */
+
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { InlineDispatcher } from "../dispatch/inline.ts";
+import { PoolDispatcher } from "../dispatch/pool.ts";
+import { pump } from "../dispatch/pump.ts";
+import type { DispatchConnection, Dispatcher } from "../dispatch/types.ts";
+import { encodeFrame, Opcode } from "../protocol/frames.ts";
+import { connect, type ConnectOptions } from "../transport/tcp_client.ts";
+import type { WebSocketConnection } from "../transport/tcp_connection.ts";
+import {
+  handleNodeUpgrade,
+  serve,
+  type UpgradeOptions,
+  type UpgradeRequest,
+  type WebSocketServer,
+} from "../transport/tcp_server.ts";
+import type { StreamAddr } from "../transport/tcp_stream.ts";
+import type {
+  CloseInfo,
+  HandshakeInfo,
+  MessageSink,
+  OutgoingData,
+  WireMessage,
+} from "../transport/types.ts";
+import { wrapWebSocket } from "../transport/whatwg_adapter.ts";
+import { deferred, within } from "../util/async.ts";
+import { type ConnectInfo, type ConnectionInfo, context, type DisconnectInfo } from "./context.ts";
+import { SendBufferError, UnknownConnectionError } from "./errors.ts";
+import { newConnectionId } from "./ids.ts";
+import { type ResolvedServerOptions, resolveServerOptions, type ServerOptions } from "./options.ts";
+
+/** The socket under a connection: our `WebSocketConnection`, or a wrapped runtime `WebSocket`. */
+interface Socket {
+  readonly handshake: HandshakeInfo;
+  readonly bufferedAmount: number;
+  readonly closed: Promise<CloseInfo>;
+  poll(): WireMessage | undefined;
+  onReadable(listener: (() => void) | undefined): void;
+  setSink?(sink: MessageSink | undefined): void;
+  send(data: OutgoingData): Promise<void>;
+  close(code?: number, reason?: string, timeoutMs?: number): Promise<CloseInfo>;
+  terminate(): void;
+  /** Ours only: frames encoded once for many connections, and byte counts. */
+  readonly canSendEncoded?: boolean;
+  sendEncoded?(frame: Uint8Array): Promise<void>;
+  readonly stats?: { bytesIn: number; bytesOut: number; messagesIn: number; messagesOut: number };
+  readonly remoteAddr?: StreamAddr;
+  readonly localAddr?: StreamAddr;
+}
+
+/** Where the server stands. */
+export type ServerState = "starting" | "ready" | "draining" | "stopped";
+
+/** The events a server emits on the main thread, whatever runs the handlers. */
+export interface ServerEvents {
+  /** A connection opened. */
+  connect: ConnectInfo;
+  /** A connection ended: exactly once per `connect`. */
+  disconnect: DisconnectInfo;
+  /** A message to `id` was dropped by the send-buffer policy `"drop"`. */
+  drop: { id: string; bytes: number };
+  /** A handler threw, or a worker died (`workerId` says where). */
+  error: { error: unknown; id?: string; workerId?: string };
+}
+
+const ENCODER = new TextEncoder();
+const ended = Symbol("ended");
+
+class Connection {
+  readonly id: string;
+  readonly socket: Socket;
+  readonly info: ConnectInfo;
+  readonly connectedAt = Date.now();
+  dispatch!: DispatchConnection;
+  topics?: Set<string>;
+  dropped = 0;
+  closing = false;
+  /** Counted here for sockets without their own stats (the runtime's). */
+  messagesIn = 0;
+  messagesOut = 0;
+  bytesOut = 0;
+  /** Settles once the handlers' `onDisconnect` ran (or the dispatcher gave up). */
+  readonly handled = deferred<void>();
+  [ended] = false;
+  constructor(id: string, socket: Socket, info: ConnectInfo) {
+    this.id = id;
+    this.socket = socket;
+    this.info = info;
+  }
+}
+
+function headerRecord(headers: Headers | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  headers?.forEach((v, k) => (out[k] = v));
+  return out;
+}
+
+function exceptSet(except: string | readonly string[] | undefined): Set<string> | undefined {
+  if (except === undefined) return undefined;
+  return new Set(typeof except === "string" ? [except] : except);
+}
+
+/**
+ * A WebSocket server whose connections are addresses. Build it with {@linkcode createServer}.
+ *
+ * @example
+ * ```ts
+ * import { createServer } from "./server.ts";
+ * const server = createServer({
+ *   onConnect: (ctx) => ctx.subscribe("lobby"),
+ *   onMessage: (m, ctx) => void ctx.server.publish("lobby", m.type === "text" ? m.data : "?"),
+ * });
+ * const { port } = await server.listen({ port: 0 });
+ * console.log(`ws://127.0.0.1:${port}/`, server.count);
+ * await server.stop();
+ * ```
+ */
+export class Server {
+  /** This node's name: the prefix of every connection id. */
+  readonly nodeId: string;
+  /** Resolves once the server takes connections (its workers are up); rejects if they fail. */
+  readonly ready: Promise<void>;
+  readonly #o: ResolvedServerOptions;
+  readonly #dispatcher: Dispatcher;
+  readonly #conns = new Map<string, Connection>();
+  readonly #topics = new Map<string, Set<Connection>>();
+  readonly #listeners: { [K in keyof ServerEvents]: Set<(e: ServerEvents[K]) => void> } = {
+    connect: new Set(),
+    disconnect: new Set(),
+    drop: new Set(),
+    error: new Set(),
+  };
+  readonly #listening = new Set<WebSocketServer>();
+  readonly #upgrade: UpgradeOptions;
+  #state: ServerState = "starting";
+  #stopping?: Promise<void>;
+  #inbound = 0;
+
+  /** Validates `options` (throws `ServerOptionError`) and starts the handlers. */
+  constructor(options: ServerOptions) {
+    const o = this.#o = resolveServerOptions(options);
+    this.nodeId = o.nodeId;
+    // One connection may hold a bounded share of the handlers' queue: a flood from one client
+    // stops its own reads (TCP back-pressure) while the others' messages go on.
+    this.#dispatcher = o.workers
+      ? new PoolDispatcher(o.workers, {
+        context: new URL("./context.ts", import.meta.url),
+        assign: "sticky",
+        order: "connection",
+        maxQueuedPerConnection: 256,
+      })
+      : new InlineDispatcher(o.handlers, {
+        context,
+        maxQueued: 4096,
+        maxQueuedPerConnection: 64,
+      });
+    this.ready = this.#dispatcher.init().then(() => {
+      if (this.#state === "starting") this.#state = "ready";
+    });
+    this.ready.catch(() => {}); // reported to whoever awaits ready or listen
+    this.#upgrade = {
+      protocols: o.protocols,
+      compression: o.compression,
+      maxPayload: o.maxPayload,
+      handshakeTimeoutMs: o.handshakeTimeoutMs,
+      pingIntervalMs: o.keepAlive?.intervalMs,
+      pongTimeoutMs: o.keepAlive?.timeoutMs,
+      checkOrigin: o.checkOrigin,
+      admit: () => this.#admission(),
+    };
+  }
+
+  /** Where the server stands: `starting` (503 to upgrades), `ready`, `draining` (503), `stopped`. */
+  get state(): ServerState {
+    return this.#state;
+  }
+
+  /** Open connections. */
+  get count(): number {
+    return this.#conns.size;
+  }
+
+  /** The ids of the open connections. */
+  ids(): IterableIterator<string> {
+    return this.#conns.keys();
+  }
+
+  /** True when `id` is an open connection. */
+  has(id: string): boolean {
+    return this.#conns.has(id);
+  }
+
+  /**
+   * Listens itself on our transport (`ws://`, or `wss://` with `tls`), answering plain HTTP with
+   * the `fetch` option. Upgrades get 503 until `ready`. Resolves with the bound address.
+   */
+  async listen(
+    options: { port?: number; hostname?: string; tls?: { cert: string; key: string } } = {},
+  ): Promise<{ port: number; hostname: string }> {
+    if (this.#stopping) throw new TypeError("the server is stopped");
+    const listener = serve({
+      ...this.#upgrade,
+      port: options.port ?? 0,
+      hostname: options.hostname ?? "127.0.0.1",
+      tls: options.tls,
+      fetch: this.#o.fetch,
+      onConnection: (ws, request) => this.#accept(ws, request),
+      onError: () => {}, // refused handshakes are the client's business; 4xx/5xx answers them
+    });
+    this.#listening.add(listener);
+    await this.ready;
+    return { port: listener.port, hostname: listener.hostname };
+  }
+
+  /**
+   * A `Deno.serve` handler: upgrades WebSocket requests with the runtime's `Deno.upgradeWebSocket`
+   * and answers the others with the `fetch` option (426 without it). The runtime keeps the
+   * socket: no permessage-deflate, close codes limited to 1000 and 3000-4999, sizes checked after
+   * a message arrived, and its memory per connection (see `docs/server.md`).
+   */
+  readonly handler = async (request: Request): Promise<Response> => {
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      if (this.#o.fetch) return await this.#o.fetch(request);
+      return new Response("this endpoint speaks WebSocket", { status: 426 });
+    }
+    const url = new URL(request.url);
+    const upgradeRequest: UpgradeRequest = {
+      method: request.method,
+      url: url.pathname + url.search,
+      headers: request.headers,
+    };
+    let allowed = false;
+    try {
+      allowed = await this.#o.checkOrigin(request.headers.get("origin"), upgradeRequest);
+    } catch { /* refused */ }
+    if (!allowed) return new Response("origin not allowed", { status: 403 });
+    const refusal = this.#admission();
+    if (refusal) return new Response(refusal.body, { status: refusal.status });
+    const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) =>
+      s.trim()
+    ).filter(Boolean);
+    const protocol = this.#o.protocols?.find((p) => offered.includes(p));
+    const headers = headerRecord(request.headers); // the request is gone once answered
+    const { socket, response } = Deno.upgradeWebSocket(request, {
+      protocol,
+      idleTimeout: this.#o.keepAlive ? Math.ceil(this.#o.keepAlive.intervalMs / 1000) : 0,
+    });
+    socket.addEventListener("open", () => {
+      const conn = wrapWebSocket(socket, {
+        handshakeTimeoutMs: 0,
+        maxPayload: this.#o.maxPayload,
+        onError: (error) => this.#emit("error", { error }),
+      });
+      this.#register(conn, "inbound", { url: upgradeRequest.url, headers });
+    }, { once: true });
+    return response;
+  };
+
+  /**
+   * Upgrades a request from a `node:http` server's `upgrade` event with our transport, and serves
+   * the connection like any other. Refused requests are answered (403, 503...) and closed.
+   */
+  async handleNodeUpgrade(req: IncomingMessage, socket: Duplex, head: Uint8Array): Promise<void> {
+    const ws = await handleNodeUpgrade(req, socket, head, this.#upgrade);
+    if (!ws) return;
+    this.#accept(ws, {
+      method: req.method ?? "GET",
+      url: req.url ?? "/",
+      headers: new Headers(
+        Object.entries(req.headers).flatMap(([k, v]) =>
+          v === undefined ? [] : Array.isArray(v) ? v.map((x) => [k, x]) : [[k, v]]
+        ) as [string, string][],
+      ),
+      remoteAddr: ws.remoteAddr,
+    });
+  }
+
+  /**
+   * Dials `url` and serves the connection like an inbound one (Ergo's `CreateConnection`): it gets
+   * an id, the same handlers and events, and every operation by id. Broadcasts skip it (it is a
+   * link to another service, not a client); topics and `send` reach it. Resolves with its id.
+   */
+  async connect(
+    url: string | URL,
+    options: {
+      /** Subprotocols offered, in preference order. */
+      protocols?: readonly string[];
+      /** Extra request headers. */
+      headers?: Readonly<Record<string, string>>;
+      /** Budget for TCP connect, TLS and the upgrade, in ms. Default 10 000. */
+      handshakeTimeoutMs?: number;
+      /** Offer permessage-deflate. Default: the server's `compression` option. */
+      compression?: boolean;
+      /** Extra PEM CA certificates for `wss://`. */
+      caCerts?: string[];
+    } = {},
+  ): Promise<string> {
+    await this.ready;
+    if (this.#state !== "ready") throw new TypeError(`the server is ${this.#state}`);
+    const dial: ConnectOptions = {
+      maxPayload: this.#o.maxPayload,
+      pingIntervalMs: this.#o.keepAlive?.intervalMs,
+      pongTimeoutMs: this.#o.keepAlive?.timeoutMs,
+      compression: options.compression ?? this.#o.compression !== false,
+      protocols: options.protocols,
+      headers: options.headers,
+      handshakeTimeoutMs: options.handshakeTimeoutMs,
+      caCerts: options.caCerts,
+    };
+    const ws = await connect(url, dial);
+    return this.#register(ws, "outbound", {
+      url: String(url),
+      headers: headerRecord(ws.handshake.headers),
+    }).id;
+  }
+
+  // ---- operations by id ----
+
+  /**
+   * Sends to one connection. Rejects with `UnknownConnectionError` (naming the id) when it is not
+   * open, `SendBufferError` past the send-buffer limit.
+   */
+  send(id: string, data: OutgoingData): Promise<void> {
+    const c = this.#conns.get(id);
+    if (!c || c.closing) return Promise.reject(new UnknownConnectionError(id));
+    const size = typeof data === "string" ? data.length : data.byteLength;
+    const refused = this.#overLimit(c, size);
+    if (refused) return Promise.reject(refused);
+    c.messagesOut++;
+    c.bytesOut += size;
+    return c.socket.send(data);
+  }
+
+  /**
+   * Sends `data` to every inbound connection (minus `except`, and those `filter` refuses), framed
+   * once. Returns how many got it (those past their send-buffer limit do not).
+   */
+  broadcast(
+    data: OutgoingData,
+    options: { except?: string | readonly string[]; filter?: (id: string) => boolean } = {},
+  ): number {
+    return this.#fanout(
+      this.#conns.values(),
+      data,
+      exceptSet(options.except),
+      options.filter,
+      true,
+    );
+  }
+
+  /** Sends `data` to every subscriber of `topic`, framed once. Returns how many got it. */
+  publish(
+    topic: string,
+    data: OutgoingData,
+    options: { except?: string | readonly string[] } = {},
+  ): number {
+    const members = this.#topics.get(topic);
+    if (!members) return 0;
+    return this.#fanout(members, data, exceptSet(options.except), undefined, false);
+  }
+
+  /** Subscribes `id` to `topic` (as Bun and uWS do); dropped when it disconnects. */
+  subscribe(id: string, topic: string): void {
+    const c = this.#open(id);
+    (c.topics ??= new Set()).add(topic);
+    let members = this.#topics.get(topic);
+    if (!members) this.#topics.set(topic, members = new Set());
+    members.add(c);
+  }
+
+  /** Unsubscribes `id` from `topic`. */
+  unsubscribe(id: string, topic: string): void {
+    const c = this.#open(id);
+    c.topics?.delete(topic);
+    this.#leave(c, topic);
+  }
+
+  /** Subscribers of `topic`. */
+  subscribers(topic: string): number {
+    return this.#topics.get(topic)?.size ?? 0;
+  }
+
+  /** Closes a connection with a close frame; resolves once the close handshake ended. */
+  async close(id: string, code = 1000, reason = ""): Promise<void> {
+    const c = this.#open(id);
+    c.closing = true;
+    await c.socket.close(code, reason);
+  }
+
+  /** Drops a connection at once, without a close handshake (it ends with 1006). */
+  terminate(id: string): void {
+    const c = this.#open(id);
+    c.closing = true;
+    c.socket.terminate();
+  }
+
+  /** What the server knows of a connection. */
+  inspect(id: string): ConnectionInfo {
+    const c = this.#open(id);
+    const s = c.socket.stats;
+    return {
+      ...c.info,
+      connectedAt: c.connectedAt,
+      bytesIn: s?.bytesIn ?? 0,
+      bytesOut: s?.bytesOut ?? c.bytesOut,
+      messagesIn: s?.messagesIn ?? c.messagesIn,
+      messagesOut: s?.messagesOut ?? c.messagesOut,
+      bufferedAmount: c.socket.bufferedAmount,
+      dropped: c.dropped,
+      topics: c.topics ? [...c.topics] : [],
+    };
+  }
+
+  /** Listens to a server event; returns the function that stops listening. */
+  on<K extends keyof ServerEvents>(event: K, listener: (e: ServerEvents[K]) => void): () => void {
+    const set = this.#listeners[event] as Set<(e: ServerEvents[K]) => void>;
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  /**
+   * Drains and stops: new upgrades get 503, every connection is closed with `code`/`reason`
+   * (default 1001 "server shutting down"), the handlers get `timeoutMs` to run their
+   * `onDisconnect`, then everything is torn down. Every `connect` got its `disconnect`.
+   */
+  stop(options: { code?: number; reason?: string; timeoutMs?: number } = {}): Promise<void> {
+    return this.#stopping ??= this.#stop(options);
+  }
+
+  // ---- internals ----
+
+  #open(id: string): Connection {
+    const c = this.#conns.get(id);
+    if (!c) throw new UnknownConnectionError(id);
+    return c;
+  }
+
+  #admission(): { status: number; body: string } | undefined {
+    if (this.#state === "starting") return { status: 503, body: "starting" };
+    if (this.#state !== "ready") return { status: 503, body: "shutting down" };
+    if (this.#conns.size >= this.#o.maxConnections) {
+      return { status: 503, body: "too many connections" };
+    }
+    return undefined;
+  }
+
+  #accept(ws: WebSocketConnection, request: UpgradeRequest): void {
+    this.#register(ws, "inbound", { url: request.url, headers: headerRecord(request.headers) });
+  }
+
+  #register(
+    socket: Socket,
+    direction: "inbound" | "outbound",
+    req: { url: string; headers: Record<string, string> },
+  ): Connection {
+    let id = newConnectionId(this.nodeId);
+    while (this.#conns.has(id)) id = newConnectionId(this.nodeId); // 96 random bits: never, but
+    const info: ConnectInfo = {
+      id,
+      direction,
+      remoteAddr: socket.remoteAddr,
+      localAddr: socket.localAddr,
+      url: req.url,
+      headers: req.headers,
+      protocol: socket.handshake.protocol,
+      extensions: socket.handshake.extensions,
+    };
+    const c = new Connection(id, socket, info);
+    this.#conns.set(id, c);
+    if (direction === "inbound") this.#inbound++;
+    if (this.#stopping) c.closing = true;
+    c.dispatch = this.#dispatcher.open({
+      id,
+      send: (data) => this.send(id, data),
+      call: (op, args) => this.#call(op, args),
+      reportError: (error, where) => this.#emit("error", { error, id, workerId: where.workerId }),
+      ended: () => c.handled.resolve(),
+    }, info);
+    this.#emit("connect", info);
+    const counting = socket.stats ? undefined : () => (_m: WireMessage) => (c.messagesIn++, false);
+    void pump(socket, c.dispatch, counting).done.then(() => socket.closed).then((close) =>
+      this.#end(c, close)
+    );
+    return c;
+  }
+
+  /** A connection's socket closed: everything about it goes, exactly once. */
+  #end(c: Connection, close: CloseInfo): void {
+    if (c[ended]) return;
+    c[ended] = true;
+    this.#conns.delete(c.id);
+    if (c.info.direction === "inbound") this.#inbound--;
+    if (c.topics) { for (const t of c.topics) this.#leave(c, t); }
+    const info: DisconnectInfo = {
+      id: c.id,
+      code: close.code,
+      reason: close.reason,
+      wasClean: close.wasClean,
+    };
+    c.dispatch.end({ info });
+    this.#emit("disconnect", info);
+  }
+
+  #leave(c: Connection, topic: string): void {
+    const members = this.#topics.get(topic);
+    if (!members) return;
+    members.delete(c);
+    if (members.size === 0) this.#topics.delete(topic);
+  }
+
+  /** The send-buffer policy: an error when `bytes` more would pass the limit. */
+  #overLimit(c: Connection, bytes: number): SendBufferError | undefined {
+    const buffered = c.socket.bufferedAmount + bytes;
+    if (buffered <= this.#o.sendLimit) return undefined;
+    const policy = this.#o.sendPolicy;
+    if (policy === "close") {
+      if (!c.closing) {
+        c.closing = true;
+        void c.socket.close(1008, "send buffer over its limit", 2000).catch(() =>
+          c.socket.terminate()
+        );
+      }
+    } else {
+      c.dropped++;
+      this.#emit("drop", { id: c.id, bytes });
+    }
+    return new SendBufferError(c.id, buffered, this.#o.sendLimit, policy);
+  }
+
+  #fanout(
+    targets: Iterable<Connection>,
+    data: OutgoingData,
+    except: Set<string> | undefined,
+    filter: ((id: string) => boolean) | undefined,
+    inboundOnly: boolean,
+  ): number {
+    const text = typeof data === "string";
+    const payload = text ? ENCODER.encode(data) : data;
+    let frame: Uint8Array | undefined; // one encoding for every peer that can take it as is
+    let n = 0;
+    for (const c of targets) {
+      if (c.closing || (inboundOnly && c.info.direction !== "inbound")) continue;
+      if (except?.has(c.id) || (filter && !filter(c.id))) continue;
+      const s = c.socket;
+      if (this.#overLimit(c, payload.length)) continue;
+      let sent: Promise<void>;
+      if (s.canSendEncoded) {
+        frame ??= encodeFrame(text ? Opcode.Text : Opcode.Binary, payload);
+        sent = s.sendEncoded!(frame);
+      } else {
+        sent = s.send(data);
+      }
+      c.messagesOut++;
+      c.bytesOut += payload.length;
+      sent.catch(() => {}); // a connection closing under us: its disconnect says so
+      n++;
+    }
+    return n;
+  }
+
+  /** The server's operations, by name, for handlers (inline or in a worker). */
+  #call(op: string, args: readonly unknown[]): unknown {
+    const [a, b, c] = args as [string, unknown, unknown];
+    switch (op) {
+      case "send":
+        return this.send(a, b as OutgoingData);
+      case "broadcast":
+        return this.broadcast(a as unknown as OutgoingData, { except: b as string[] | undefined });
+      case "publish":
+        return this.publish(a, b as OutgoingData, { except: c as string[] | undefined });
+      case "subscribe":
+        return this.subscribe(a, b as string);
+      case "unsubscribe":
+        return this.unsubscribe(a, b as string);
+      case "close":
+        return this.close(a, b as number | undefined, c as string | undefined);
+      case "terminate":
+        return this.terminate(a);
+      case "inspect":
+        return this.inspect(a);
+      case "count":
+        return this.count;
+    }
+    throw new TypeError(`the server has no operation "${op}"`);
+  }
+
+  #emit<K extends keyof ServerEvents>(event: K, e: ServerEvents[K]): void {
+    const set = this.#listeners[event];
+    if (set.size === 0) {
+      if (event === "error") console.error("wse server: a handler failed", e);
+      return;
+    }
+    for (const l of set) {
+      try {
+        (l as (e: ServerEvents[K]) => void)(e);
+      } catch (error) {
+        console.error(`wse server: a "${event}" listener threw`, error);
+      }
+    }
+  }
+
+  async #stop(o: { code?: number; reason?: string; timeoutMs?: number }): Promise<void> {
+    const timeoutMs = o.timeoutMs ?? this.#o.stopTimeoutMs;
+    this.#state = "draining";
+    const deadline = performance.now() + timeoutMs;
+    const left = () => Math.max(1, deadline - performance.now());
+    const conns = [...this.#conns.values()];
+    for (const c of conns) c.closing = true;
+    await Promise.all(
+      conns.map((c) =>
+        c.socket.close(o.code ?? 1001, o.reason ?? "server shutting down", left()).catch(() =>
+          c.socket.terminate()
+        )
+      ),
+    );
+    // every connection ended: its onDisconnect is queued behind its last message
+    await within(Promise.all(conns.map((c) => c.handled.promise)), { timeoutMs: left() })
+      .catch(() => {});
+    await Promise.all([...this.#listening].map((l) => l.close()));
+    await this.#dispatcher.close(left());
+    this.#state = "stopped";
+  }
+}
+
+/**
+ * Creates a {@linkcode Server}: validates the options (throws `ServerOptionError`) and starts its
+ * handlers (a worker pool with `workers`). It takes no connection until you `listen`, pass its
+ * `handler` to `Deno.serve`, or feed it `node:http` upgrades with `handleNodeUpgrade`.
+ *
+ * @example
+ * ```ts
+ * import { createServer } from "./server.ts";
+ * const server = createServer({ onMessage: (m, ctx) => ctx.send(m.type === "text" ? m.data : "") });
+ * const { port } = await server.listen();
+ * const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+ * await new Promise((r) => (ws.onopen = r));
+ * ws.close();
+ * await server.stop();
+ * ```
+ */
+export function createServer(options: ServerOptions): Server {
+  return new Server(options);
+}
