@@ -27,10 +27,14 @@ export interface InitMessage {
   context?: string;
 }
 
-/** An error as it crosses threads (its class is restored by name on the other side). */
+/**
+ * An error as it crosses threads: its name, message and own primitive fields (an id, a code).
+ * The other side restores its class by name when it knows it.
+ */
 export interface WireError {
   name: string;
   message: string;
+  fields?: Record<string, string | number | boolean>;
 }
 
 /** Main thread → worker: answers to operations, in order: `[call id, error or null, value]`. */
@@ -74,8 +78,26 @@ export type FromWorker =
 
 /** Turns an error into its wire form. */
 export function toWireError(error: unknown): WireError {
-  return {
-    name: error instanceof Error ? error.name : "Error",
-    message: error instanceof Error ? error.message : String(error),
-  };
+  if (!(error instanceof Error)) return { name: "Error", message: String(error) };
+  const fields: Record<string, string | number | boolean> = {};
+  for (const [k, v] of Object.entries(error)) {
+    if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") fields[k] = v;
+  }
+  return { name: error.name, message: error.message, fields };
+}
+
+/**
+ * Rebuilds an error from its wire form: an instance of `classes[name]` when given (so
+ * `instanceof` works on the other side), else an `Error` with that name; fields restored.
+ */
+export function fromWireError(
+  e: WireError,
+  classes: Readonly<Record<string, abstract new (...args: never[]) => Error>> = {},
+): Error {
+  const Class = classes[e.name];
+  const error: Error = Class ? Object.create(Class.prototype) : new Error(e.message);
+  Object.assign(error, e.fields ?? {});
+  Object.defineProperty(error, "message", { value: e.message, writable: true, configurable: true });
+  Object.defineProperty(error, "name", { value: e.name, writable: true, configurable: true });
+  return error;
 }

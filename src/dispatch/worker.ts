@@ -33,7 +33,14 @@ import {
   WORKER_STRIDE,
 } from "./ring.ts";
 import { type HandlerContext, type Handlers, LeaseResumedError, type PauseLease } from "./types.ts";
-import type { FromWorker, InitMessage, Op, ToWorker, WireError } from "./wire.ts";
+import {
+  fromWireError,
+  type FromWorker,
+  type InitMessage,
+  type Op,
+  type ToWorker,
+  type WireError,
+} from "./wire.ts";
 
 const acks = new Map<number, Deferred<unknown>>();
 let outbox: Op[] = [];
@@ -95,11 +102,13 @@ function post(op: Op): void {
   }
 }
 
+/** Error classes restored by name: the transport's, and those the context module exports. */
+let errorClasses: Record<string, abstract new (...args: never[]) => Error> = {
+  ConnectionClosedError,
+};
+
 function restoreError(e: WireError): Error {
-  if (e.name === "ConnectionClosedError") return new ConnectionClosedError(e.message);
-  const x = new Error(e.message);
-  x.name = e.name;
-  return x;
+  return fromWireError(e, errorClasses);
 }
 
 /** Shared-memory views handed out to handlers must not outlive the record: copy them. */
@@ -150,7 +159,11 @@ async function start(init: InitMessage): Promise<void> {
   if (typeof mod.onMessage !== "function") {
     throw new Error(`the worker module ${init.module} does not export a function onMessage`);
   }
-  if (init.context) shape = (await import(init.context)).context;
+  if (init.context) {
+    const shaping = await import(init.context);
+    shape = shaping.context;
+    errorClasses = { ...errorClasses, ...(shaping.errors ?? {}) };
+  }
   postToMain({ t: "ready" });
   try {
     await readerLoop(init, mod, shape);

@@ -9,6 +9,10 @@
 import type { HandlerContext, PauseLease, TraceCarrier } from "../dispatch/types.ts";
 import type { OutgoingData, WireMessage } from "../transport/types.ts";
 import type { StreamAddr } from "../transport/tcp_stream.ts";
+import { SendBufferError, UnknownConnectionError } from "./errors.ts";
+
+/** The server's errors, restored as their classes in a worker (`instanceof` works there too). */
+export const errors = { UnknownConnectionError, SendBufferError };
 
 /**
  * What `onConnect` gets about a new connection (structured-cloneable: it crosses to workers).

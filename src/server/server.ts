@@ -204,12 +204,13 @@ export class Server {
 
   /**
    * Listens itself on our transport (`ws://`, or `wss://` with `tls`), answering plain HTTP with
-   * the `fetch` option. Upgrades get 503 until `ready`. Resolves with the bound address.
+   * the `fetch` option. Resolves with the bound address as soon as it is bound: upgrades get 503
+   * until `ready` (await it to know the handlers are up).
    */
-  async listen(
+  listen(
     options: { port?: number; hostname?: string; tls?: { cert: string; key: string } } = {},
   ): Promise<{ port: number; hostname: string }> {
-    if (this.#stopping) throw new TypeError("the server is stopped");
+    if (this.#stopping) return Promise.reject(new TypeError("the server is stopped"));
     const listener = serve({
       ...this.#upgrade,
       port: options.port ?? 0,
@@ -220,8 +221,7 @@ export class Server {
       onError: () => {}, // refused handshakes are the client's business; 4xx/5xx answers them
     });
     this.#listening.add(listener);
-    await this.ready;
-    return { port: listener.port, hostname: listener.hostname };
+    return Promise.resolve({ port: listener.port, hostname: listener.hostname });
   }
 
   /**
@@ -644,6 +644,7 @@ export class Server {
  * import { createServer } from "./server.ts";
  * const server = createServer({ onMessage: (m, ctx) => ctx.send(m.type === "text" ? m.data : "") });
  * const { port } = await server.listen();
+ * await server.ready; // the handlers are up: upgrades get 503 until then
  * const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
  * await new Promise((r) => (ws.onopen = r));
  * ws.close();
