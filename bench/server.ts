@@ -14,7 +14,11 @@
  * Each server is a small script in `bench/server_peers/`, started as its own process on a free
  * loopback port. The load generator is another process, built on none of our code: a Go program on
  * gorilla/websocket (`bench/loadgen/main.go`, built into a temp dir at start), driven over
- * stdin/stdout JSON lines. Per server: a warm-up (a few connections, one broadcast, dropped), then
+ * stdin/stdout JSON lines; each server gets its own (ulimit -n is per process). All four servers
+ * run at once: each in turn is warmed up (a few connections, one broadcast, dropped) and gets its N
+ * idle connections, which it keeps; then the broadcasts and publishes go round robin, one server
+ * after the other, the starting server rotating each round, so a burst of load from elsewhere on
+ * this shared machine hits all of them alike. Measured per server:
  * - **idle KiB/conn**: the growth of the server process's VmRSS (`/proc/<pid>/status`, read from
  *   outside, once it has settled) from before the N connections to after they are all open,
  *   divided by N; **after 5 broadcasts**: the same growth measured after five broadcasts.
@@ -150,6 +154,12 @@ async function prepare(n: number): Promise<Tools> {
   } else if (nofile < WANT_NOFILE) {
     console.error(`WARNING: ulimit -n is ${nofile} (below ${WANT_NOFILE}); enough for this run`);
   }
+  // Every load generator dials from 127.0.0.1; one server port needs N distinct source ports.
+  const [lo, hi] = Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range").trim()
+    .split(/\s+/).map(Number);
+  if (hi - lo + 1 < n + 1000) {
+    problems.push(`only ${hi - lo + 1} ephemeral ports (net.ipv4.ip_local_port_range) for ${n}`);
+  }
   const go = which("go");
   const goVersion = go ? await probe(go, ["version"]) : undefined;
   if (!goVersion) problems.push(`Go is missing: ${APT_FIX}`);
@@ -255,8 +265,25 @@ async function ask(
   return answer;
 }
 
-/** Runs the whole measurement against one server process. */
-async function measure(peer: Peer, tools: Tools, cfg: Config): Promise<PeerResult> {
+/** One server under test with its own load generator, and what has been measured on it. */
+interface Live {
+  peer: Peer;
+  server: LineProcess;
+  gen: LineProcess;
+  result: PeerResult;
+}
+
+/** Kills the server, then stops its load generator (no 10,000-socket close storm on the server). */
+async function stop(live: { server: LineProcess; gen?: LineProcess }): Promise<void> {
+  await live.server.kill();
+  await live.gen?.stop(5000);
+}
+
+/**
+ * Starts one server and its load generator, warms the server up, then opens the N idle
+ * connections: RSS before and after, and the time to open them. On failure stops both and throws.
+ */
+async function openServer(peer: Peer, tools: Tools, cfg: Config): Promise<Live> {
   const [cmd, args] = peerCommand(peer, tools);
   const server = spawnLines(cmd, args, { label: `${peer} server`, cwd: ROOT });
   let gen: LineProcess | undefined;
@@ -267,7 +294,7 @@ async function measure(peer: Peer, tools: Tools, cfg: Config): Promise<PeerResul
     gen = spawnLines(
       tools.loadgen,
       ["-url", `ws://127.0.0.1:${port}/`, "-concurrency", String(cfg.concurrency)],
-      { label: "loadgen" },
+      { label: `${peer} loadgen` },
     );
     // Warm-up: the first handshakes and the first fan-out compile their code paths; not counted.
     await ask(gen, "open", 30_000, { n: cfg.warmup });
@@ -281,44 +308,97 @@ async function measure(peer: Peer, tools: Tools, cfg: Config): Promise<PeerResul
       `  ${peer}: ${cfg.n} open in ${Math.round(open.ms)} ms, ` +
         `+${((rssOpenKiB - rssBeforeKiB) / cfg.n).toFixed(1)} KiB/conn`,
     );
-
-    let rssAfter5KiB = NaN;
-    let lost = 0;
-    const fan = async (kind: string, count: number, after?: (i: number) => Promise<void>) => {
-      const out: Fanout[] = [];
-      for (let i = 0; i <= count; i++) {
-        const r = await ask(gen!, kind, 60_000);
-        lost = Math.max(lost, r.lost);
-        if (i > 0) out.push({ ms: r.ms, first_ms: r.first_ms, p50_ms: r.p50_ms });
-        if (after) await after(i + 1);
-        await sleep(cfg.pauseMs);
-      }
-      return out;
-    };
-    const broadcasts = await fan("broadcast", cfg.fanouts, async (done) => {
-      if (done === 5) rssAfter5KiB = await settledRss(server.pid);
-    });
-    const join = await ask(gen, "join", 60_000);
-    const publishes = await fan("publish", cfg.fanouts);
-    console.error(
-      `  ${peer}: broadcast ${median(broadcasts.map((b) => b.ms)).toFixed(1)} ms, ` +
-        `publish ${median(publishes.map((b) => b.ms)).toFixed(1)} ms`,
-    );
-    return {
+    const result: PeerResult = {
       rssBeforeKiB,
       rssOpenKiB,
-      rssAfter5KiB,
+      rssAfter5KiB: NaN,
       openMs: open.ms,
       retries: open.retries,
-      joinMs: join.ms,
-      broadcasts,
-      publishes,
-      lost,
+      joinMs: NaN,
+      broadcasts: [],
+      publishes: [],
+      lost: 0,
     };
+    return { peer, server, gen, result };
+  } catch (e) {
+    await stop({ server, gen });
+    throw e;
+  }
+}
+
+/**
+ * Opens N connections to every server (one after the other, each then stays open and idle), then
+ * runs the broadcasts and publishes interleaved: round r asks each server in turn, starting with a
+ * different one each round, so a burst of load from elsewhere on the machine hits them all alike.
+ * A server that fails is recorded in `failures`, stopped and left out of the rest.
+ */
+async function measureAll(
+  tools: Tools,
+  cfg: Config,
+  failures: Record<string, string>,
+): Promise<Map<Peer, PeerResult>> {
+  const live: Live[] = [];
+  const failed = (peer: Peer, e: unknown) => {
+    failures[peer] = e instanceof Error ? e.message : String(e);
+    console.error(`  ${peer}: FAILED: ${failures[peer]}`);
+  };
+  /** Runs `step` on every live server in turn, the order rotated by `rotate`. */
+  const each = async (step: (l: Live) => Promise<void>, rotate = 0) => {
+    const order = live.map((_, i) => live[(i + rotate) % live.length]);
+    for (const l of order) {
+      try {
+        await step(l);
+      } catch (e) {
+        failed(l.peer, e);
+        live.splice(live.indexOf(l), 1);
+        await stop(l);
+      }
+    }
+  };
+  const fan = (kind: "broadcast" | "publish", round: number) =>
+    each(async (l) => {
+      const r = await ask(l.gen, kind, 60_000);
+      l.result.lost = Math.max(l.result.lost, r.lost);
+      // Round 0 is a warm-up over all N connections.
+      if (round > 0) {
+        l.result[kind === "broadcast" ? "broadcasts" : "publishes"].push({
+          ms: r.ms,
+          first_ms: r.first_ms,
+          p50_ms: r.p50_ms,
+        });
+      }
+      await sleep(cfg.pauseMs);
+    }, round);
+  try {
+    for (const peer of PEER_LIST) {
+      try {
+        live.push(await openServer(peer, tools, cfg));
+      } catch (e) {
+        failed(peer, e);
+      }
+    }
+    for (let round = 0; round <= cfg.fanouts; round++) {
+      await fan("broadcast", round);
+      if (round === 4) {
+        await each(async (l) => {
+          l.result.rssAfter5KiB = await settledRss(l.server.pid);
+        });
+      }
+    }
+    await each(async (l) => {
+      l.result.joinMs = (await ask(l.gen, "join", 60_000)).ms;
+    });
+    for (let round = 0; round <= cfg.fanouts; round++) await fan("publish", round);
+    for (const l of live) {
+      console.error(
+        `  ${l.peer}: broadcast ${median(l.result.broadcasts.map((b) => b.ms)).toFixed(1)} ms, ` +
+          `publish ${median(l.result.publishes.map((b) => b.ms)).toFixed(1)} ms`,
+      );
+    }
+    return new Map(live.map((l) => [l.peer, l.result]));
   } finally {
-    // The server goes first, so the load generator's stop is not a 10,000-socket close storm on it.
-    await server.kill();
-    await gen?.stop(5000);
+    for (const l of live) await l.server.kill();
+    for (const l of live) await l.gen.stop(5000);
   }
 }
 
@@ -348,7 +428,6 @@ export async function main(flags: string[]): Promise<void> {
     : { n: 10_000, warmup: 100, concurrency: 100, fanouts: 9, pauseMs: 200 };
   const loadavgStart = Deno.loadavg();
   const tools = await prepare(cfg.n);
-  const results = new Map<Peer, PeerResult>();
   const failures: Record<string, string> = {};
   const removeTmp = () => {
     try {
@@ -360,17 +439,7 @@ export async function main(flags: string[]): Promise<void> {
       loadavgStart.map((x) => x.toFixed(2)).join(" ")
     }`,
   );
-  await withChildren(async () => {
-    for (const peer of PEER_LIST) {
-      try {
-        results.set(peer, await measure(peer, tools, cfg));
-      } catch (e) {
-        failures[peer] = e instanceof Error ? e.message : String(e);
-        console.error(`  ${peer}: FAILED: ${failures[peer]}`);
-      }
-      await sleep(1000); // let the kernel finish tearing down the sockets
-    }
-  }, removeTmp);
+  const results = await withChildren(() => measureAll(tools, cfg, failures), removeTmp);
 
   const perConn = (r: PeerResult, kib: number) => (kib - r.rssBeforeKiB) / cfg.n;
   const N = cfg.n.toLocaleString("en-US");
@@ -469,7 +538,7 @@ export async function main(flags: string[]): Promise<void> {
       fanouts_counted: cfg.fanouts,
       pause_between_fanouts_ms: cfg.pauseMs,
       method:
-        "each server a separate process on a free loopback port; load generator: Go + gorilla/websocket (bench/loadgen), another process; idle = (VmRSS settled after N open − VmRSS settled before) ÷ N, read from /proc/<pid>/status; broadcast/publish = load generator's clock from writing a 64 B text trigger on one connection to the last connection receiving the 64 B binary message; median of the counted fan-outs after one warm-up; ratios = wse ÷ other",
+        "each server a separate process on a free loopback port, all four running at once, each with its own load generator process (Go + gorilla/websocket, bench/loadgen); fan-outs interleaved round robin across the servers, the first server rotating each round; idle = (VmRSS settled after N open − VmRSS settled before) ÷ N, read from /proc/<pid>/status; broadcast/publish = load generator's clock from writing a 64 B text trigger on one connection to the last connection receiving the 64 B binary message; median of the counted fan-outs after one warm-up; ratios = wse ÷ other",
       fanout: Object.fromEntries(PEER_LIST.map((p) => [LABEL[p], FANOUT[p]])),
       versions: tools.versions,
       ulimit_n: tools.nofile,
