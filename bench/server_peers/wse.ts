@@ -1,9 +1,10 @@
 /**
- * Server benchmark peer: wse. The peer protocol is described in `bench/server.ts`; everything
- * that depends on our server API is inside {@linkcode startServer}.
+ * Server benchmark peer: wse, on `createServer` listening itself on our transport. The peer
+ * protocol is described in `bench/server.ts`; everything that depends on our server API is inside
+ * {@linkcode startServer}. Keep-alive pings every 120 s, as Bun's and Deno's defaults (npm:ws
+ * sends none), so no server pings during a run.
  */
-import { serve } from "../../src/transport/tcp_server.ts";
-import type { WebSocketConnection } from "../../src/transport/tcp_connection.ts";
+import { createServer } from "../../src/server/mod.ts";
 
 /** A listening benchmark server. */
 export interface PeerServer {
@@ -14,38 +15,33 @@ export interface PeerServer {
 }
 
 /**
- * Listens on a free loopback port and speaks the peer protocol. Today on the transport's `serve()`:
- * broadcast loops over the open connections and calls `send`; the topic is a `Set` of members.
+ * Listens on a free loopback port and speaks the peer protocol: "join" subscribes the connection
+ * to the topic; "broadcast…" is broadcast to every connection and "publish…" published to the
+ * topic, each framed once, as binary messages.
  */
-export function startServer(): PeerServer {
-  const topic = new Set<WebSocketConnection>();
+export async function startServer(): Promise<PeerServer> {
   const encoder = new TextEncoder();
-  const ignore = () => {}; // a connection closing under a send
-  const server = serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    onConnection: async (ws) => {
-      for await (const m of ws) {
-        if (m.type !== "text") continue;
-        if (m.data === "join") {
-          topic.add(ws);
-          ws.send("joined").catch(ignore);
-        } else if (m.data.startsWith("broadcast")) {
-          const bytes = encoder.encode(m.data);
-          for (const c of server.connections) if (c.state === "open") c.send(bytes).catch(ignore);
-        } else if (m.data.startsWith("publish")) {
-          const bytes = encoder.encode(m.data);
-          for (const c of topic) if (c.state === "open") c.send(bytes).catch(ignore);
-        }
+  const server = createServer({
+    checkOrigin: "*",
+    keepAlive: { intervalMs: 120_000 },
+    onMessage: (m, ctx) => {
+      if (m.type !== "text") return;
+      if (m.data === "join") {
+        server.subscribe(ctx.id, "topic");
+        return ctx.send("joined");
       }
-      topic.delete(ws);
+      // relayed as binary, as the peer protocol says
+      if (m.data.startsWith("broadcast")) server.broadcast(encoder.encode(m.data));
+      else if (m.data.startsWith("publish")) server.publish("topic", encoder.encode(m.data));
     },
   });
-  return { port: server.port, close: () => server.close() };
+  const { port } = await server.listen({ port: 0, hostname: "127.0.0.1" });
+  await server.ready;
+  return { port, close: () => server.stop() };
 }
 
 if (import.meta.main) {
-  const server = startServer();
+  const server = await startServer();
   console.log(`PORT ${server.port}`);
   // Runs until the benchmark closes our stdin (or dies).
   for await (const _ of Deno.stdin.readable) { /* ignore */ }
