@@ -50,7 +50,7 @@ const WANT_NOFILE = 20_000;
 type Peer = "wse" | "ws" | "bun" | "deno";
 const PEER_LIST: Peer[] = ["wse", "ws", "bun", "deno"];
 const LABEL: Record<Peer, string> = {
-  wse: "wse (transport serve())",
+  wse: "wse (createServer)",
   ws: "npm:ws on Node",
   bun: "Bun.serve",
   deno: "Deno.upgradeWebSocket",
