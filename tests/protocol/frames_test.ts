@@ -173,3 +173,41 @@ Deno.test("FrameParser: a header declaring a huge frame does not allocate it up 
   assert.ok(Deno.memoryUsage().rss - used < 32 * 1024 * 1024);
   assert.equal(p.buffered, 10 + 21);
 });
+
+Deno.test("FrameParser: borrowed chunks copy only the frame cut by the end of a read", () => {
+  const big = encodeFrame(Opcode.Binary, new Uint8Array(20_000).fill(5));
+  const small = encodeFrame(Opcode.Binary, new Uint8Array(10).fill(6));
+  const wire = concat(small, big, small, small);
+  const p = new FrameParser({});
+  const readBuffer = new Uint8Array(8192);
+  const seen: number[] = [];
+  for (let at = 0; at < wire.length; at += readBuffer.length) {
+    const n = Math.min(readBuffer.length, wire.length - at);
+    readBuffer.set(wire.subarray(at, at + n));
+    p.push(readBuffer.subarray(0, n), true);
+    for (let f = p.next(); f; f = p.next()) {
+      seen.push(f.payload.length);
+      assert.ok(f.payload.every((b) => b === (f!.payload.length === 10 ? 6 : 5)));
+    }
+    // Once parsed, only the cut frame's bytes remain, held by the parser itself.
+    assert.ok(p.buffered <= big.length);
+    readBuffer.fill(0xee);
+  }
+  assert.deepEqual(seen, [10, 20_000, 10, 10]);
+  assert.equal(p.buffered, 0);
+});
+
+Deno.test("FrameParser: a borrowed chunk's whole frames are views of it; one frame object", () => {
+  const wire = concat(
+    encodeFrame(Opcode.Binary, new Uint8Array(100).fill(1)),
+    encodeFrame(Opcode.Text, enc.encode("abc")),
+  );
+  const p = new FrameParser({});
+  p.push(wire, true);
+  const a = p.next()!;
+  assert.equal(a.payload.buffer, wire.buffer);
+  const b = p.next()!;
+  assert.equal(a, b, "the frame object is reused");
+  assert.equal(b.opcode, Opcode.Text);
+  assert.equal(p.next(), undefined);
+});
