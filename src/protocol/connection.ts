@@ -213,8 +213,10 @@ export class ProtocolConnection {
    * invalid text fails the connection with 1007 as in `receive`), `payload` a view valid only
    * during the call. No event object is made for them; other events queue for `nextEvent()` as
    * usual. `bytes` is only borrowed: the codec copies what it keeps (a frame cut by the end of the
-   * chunk, fragments of an unfinished message) before returning, so the caller may reuse it.
-   * A throw from `onData` fails the connection with 1011.
+   * chunk, fragments of an unfinished message) before returning, so the caller may reuse it. A
+   * payload over 4 KiB that is not a view of `bytes` (a frame completed across reads, a
+   * reassembled or inflated message) is never written to again by the codec: it may be kept
+   * without a copy. A throw from `onData` fails the connection with 1011.
    */
   receiveRaw(bytes: Uint8Array, onData: (text: boolean, payload: Uint8Array) => void): void {
     if (this.#error || this.#eof || this.#closeReceived) return;

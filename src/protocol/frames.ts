@@ -269,7 +269,8 @@ const CARRY_KEEP = 4096;
  * - `push(bytes, true)` only borrows: call `next()` until it returns `undefined` before reusing
  *   `bytes` (what is left is copied by then). Each returned frame, the same object every time, and
  *   its payload are valid until the next call: the parser reuses its carry buffer, and a socket
- *   read buffer can be reused for every read.
+ *   read buffer can be reused for every read. Except: a payload over 4 KiB that is not a view of
+ *   a pushed chunk (it was completed in the carry buffer) is never written to again.
  *
  * @example
  * ```ts
@@ -453,7 +454,9 @@ export class FrameParser {
     const h = this.#headerLength;
     const payload = buf.subarray(s + h, s + this.#total);
     if (masked && payload.length > 0) applyMask(payload, buf.subarray(s + h - 4, s + h));
-    if (fromCarry && !this.#borrowed) this.#carryLent = true;
+    // A payload handed out of the carry is never overwritten when its push owned the bytes, nor
+    // when it is big: the next carried frame gets a new buffer, so the payload may be kept.
+    if (fromCarry && (!this.#borrowed || payload.length > CARRY_KEEP)) this.#carryLent = true;
     let f = this.#frame;
     if (!this.#borrowed || f === undefined) {
       f = { fin: false, rsv1: false, rsv2: false, rsv3: false, opcode: 0, masked, payload };

@@ -152,6 +152,13 @@ const BATCH = 256 * 1024;
 // their latency spikes) rare. A view handed out pins its slab.
 const SLAB_SIZE = 64 * 1024;
 const SLAB_MAX_COPY = 4 * 1024;
+/**
+ * Binary payloads from this size on are queued without a copy: views of the read buffer itself,
+ * which the stream is then told not to reuse (`retain()`), so one buffer per read instead of one
+ * per message; or buffers the codec never writes to again (see `receiveRaw`). A queued view pins
+ * its read buffer (up to 256 KiB, so at most 32x the payload).
+ */
+const HAND_OVER = 8 * 1024;
 let slab = new Uint8Array(SLAB_SIZE);
 let slabOffset = 0;
 
@@ -223,6 +230,9 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
   /** Messages the queue or the sink could not take yet, in order; reading waits for them. */
   #kept = new KeptMessages();
   #offering = false;
+  /** The memory of the bytes being parsed, and whether views of it may be queued as they are. */
+  #readBuffer: ArrayBufferLike | undefined;
+  #readKept = false;
   /** How the socket closed, once it did; the queue ends when nothing is kept any more. */
   #endInfo?: CloseInfo;
   #gate?: () => void;
@@ -290,7 +300,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
       },
     });
     this.#fastPath = !/permessage-deflate/i.test(init.handshake.extensions);
-    if (init.initial && init.initial.length) this.#feed(init.initial);
+    if (init.initial && init.initial.length) this.#feed(init.initial, true);
     if (o.pingIntervalMs && o.pingIntervalMs > 0) this.#startKeepAlive(o.pingIntervalMs);
     void this.#readLoop();
   }
@@ -579,16 +589,23 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
           this.#onEof();
           break;
         }
-        this.#feed(chunk);
+        this.#feed(chunk, false);
       }
     } finally {
       this.#readDone.resolve();
     }
   }
 
-  #feed(chunk: Uint8Array): void {
+  /** Parses bytes: the stream's reused read buffer, or (`owned`) bytes nobody else holds. */
+  #feed(chunk: Uint8Array, owned: boolean): void {
     this.#bytesIn += chunk.length;
-    this.#p.receiveRaw(chunk, this.#onData); // a throw from the sink comes back as a 1011 event
+    this.#readBuffer = chunk.buffer;
+    this.#readKept = owned;
+    try {
+      this.#p.receiveRaw(chunk, this.#onData); // a throw from the sink comes back as a 1011 event
+    } finally {
+      this.#readBuffer = undefined;
+    }
     this.#drainEvents();
   }
 
@@ -611,11 +628,18 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
       return false;
     }
     if (this.#queue.paused) return false;
-    this.#queue.push(
-      text
-        ? { type: "text", data: decodeUtf8(payload) }
-        : { type: "binary", data: copyOut(payload) },
-    );
+    if (text) {
+      this.#queue.push({ type: "text", data: decodeUtf8(payload) });
+    } else if (payload.length >= HAND_OVER && !this.#offering) {
+      // From the codec (kept messages are views of a buffer that is reused: copied below).
+      if (payload.buffer === this.#readBuffer && !this.#readKept) {
+        this.#stream.retain();
+        this.#readKept = true;
+      }
+      this.#queue.push({ type: "binary", data: payload });
+    } else {
+      this.#queue.push({ type: "binary", data: copyOut(payload) });
+    }
     return true;
   };
 

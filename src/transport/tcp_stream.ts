@@ -50,6 +50,11 @@ export interface ByteStream {
    * the stream may read into the same buffer again (copy what must outlive it).
    */
   read(): Promise<Uint8Array | null>;
+  /**
+   * The caller keeps views of what the last `read()` returned: the stream will not read into that
+   * memory again (it takes a new buffer instead).
+   */
+  retain(): void;
   /** Writes every byte; rejects when the socket is closed or broken. */
   write(bytes: Uint8Array): Promise<void>;
   /**
@@ -109,6 +114,8 @@ class DenoConnStream implements ByteStream {
   // A pooled buffer the last read returned a view of: back to the pool at the next read.
   #spent: Uint8Array | undefined;
   #flowing = false;
+  // The buffer the last read went into.
+  #last: Uint8Array | undefined;
   #closed = false;
   readonly localAddr?: StreamAddr;
   readonly remoteAddr?: StreamAddr;
@@ -156,7 +163,15 @@ class DenoConnStream implements ByteStream {
       this.#spent = buf;
       this.#flowBuf = undefined;
     }
+    this.#last = buf;
     return buf.subarray(0, n);
+  }
+
+  retain(): void {
+    const last = this.#last;
+    if (last === this.#spent) this.#spent = undefined;
+    else if (last === this.#flowBuf) this.#flowBuf = undefined;
+    else if (last === this.#idleBuf) this.#idleBuf = undefined;
   }
 
   async write(bytes: Uint8Array): Promise<void> {
@@ -263,6 +278,10 @@ class NodeSocketStream implements ByteStream {
     const w = this.#wake;
     this.#wake = undefined;
     w?.();
+  }
+
+  retain(): void {
+    // Every chunk is a fresh buffer from the socket: nothing is reused.
   }
 
   async read(): Promise<Uint8Array | null> {
