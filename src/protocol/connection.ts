@@ -6,11 +6,11 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
 import { decodeClosePayload, encodeClosePayload, truncateCloseReason } from "./close.ts";
 import { type DeflateParams, PerMessageDeflate } from "./deflate.ts";
 import { CloseCode, InvalidStateError, ProtocolError } from "./errors.ts";
 import { nextMaskKey } from "./mask.ts";
+import { decodeUtf8, isValidUtf8, UTF8_ACCEPT, UTF8_REJECT, validateUtf8 } from "./utf8.ts";
 import {
   encodedFrameLength,
   encodeFrame,
@@ -23,7 +23,7 @@ import {
 } from "./frames.ts";
 
 const ENCODER = new TextEncoder();
-const FATAL_DECODER = new TextDecoder("utf-8", { fatal: true });
+const INVALID_UTF8 = "invalid UTF-8 in text message";
 const EMPTY = new Uint8Array(0);
 
 /** Frames up to this size (header included) are packed into the batch buffer. */
@@ -89,6 +89,11 @@ export type ProtocolEvent =
  * and write everything `takeOutgoing()` returns; call `receiveEof()` when the peer closes TCP, and
  * close TCP once `shouldCloseTransport` is true.
  *
+ * A transport that reuses its read buffer calls `receiveRaw(bytes, onData)` instead: data messages
+ * then go to `onData` as they are parsed, with no event object, text as validated UTF-8 bytes (no
+ * string), payloads as views valid only during the call; pings, pongs, the close and errors still
+ * come from `nextEvent()`.
+ *
  * @example
  * ```ts
  * import { ProtocolConnection } from "./connection.ts";
@@ -124,11 +129,11 @@ export class ProtocolConnection {
   #msgCompressed = false;
   #msgParts: Uint8Array[] = [];
   #msgSize = 0;
-  // Fragmented uncompressed text is decoded as it arrives by a streaming fatal decoder: it
-  // throws at the first byte no continuation could make valid (the same point as the DFA in
-  // utf8.ts, which the fuzz tests check), at native speed, without keeping the bytes.
-  #textDecoder: TextDecoder | undefined;
-  #textParts: string[] = [];
+  // Fragmented uncompressed text is validated as it arrives (utf8.ts carries the state across
+  // fragments), so a fragment no continuation could make valid fails at once, not at the end.
+  #utf8State = UTF8_ACCEPT;
+  // Set during receiveRaw(): where data messages go, and a sign that payloads are borrowed.
+  #onData: ((text: boolean, payload: Uint8Array) => void) | undefined;
 
   // Our own manual fragmentation (sendFrame): true while a message is open.
   #sendFragmenting = false;
@@ -199,6 +204,32 @@ export class ProtocolConnection {
   receive(bytes: Uint8Array): void {
     if (this.#error || this.#eof || this.#closeReceived) return; // nothing counts after close
     this.#parser.push(bytes);
+    this.#parse();
+  }
+
+  /**
+   * Feeds bytes read from the socket, in any split, and hands each data message to `onData` as it
+   * is parsed: `text` true for a text message, whose bytes are valid UTF-8 (checked, not decoded:
+   * invalid text fails the connection with 1007 as in `receive`), `payload` a view valid only
+   * during the call. No event object is made for them; other events queue for `nextEvent()` as
+   * usual. `bytes` is only borrowed: the codec copies what it keeps (a frame cut by the end of the
+   * chunk, fragments of an unfinished message) before returning, so the caller may reuse it. A
+   * payload over 4 KiB that is not a view of `bytes` (a frame completed across reads, a
+   * reassembled or inflated message) is never written to again by the codec: it may be kept
+   * without a copy. A throw from `onData` fails the connection with 1011.
+   */
+  receiveRaw(bytes: Uint8Array, onData: (text: boolean, payload: Uint8Array) => void): void {
+    if (this.#error || this.#eof || this.#closeReceived) return;
+    this.#parser.push(bytes, true);
+    this.#onData = onData;
+    try {
+      this.#parse();
+    } finally {
+      this.#onData = undefined;
+    }
+  }
+
+  #parse(): void {
     try {
       let frame: Frame | undefined;
       while ((frame = this.#parser.next()) !== undefined) {
@@ -373,12 +404,9 @@ export class ProtocolConnection {
   }
 
   #dropMessage(): void {
-    if (this.#textParts.length > 0 || this.#msgOpcode === Opcode.Text) {
-      this.#textDecoder = undefined; // it may hold a partial character
-      this.#textParts = [];
-    }
+    this.#utf8State = UTF8_ACCEPT;
     this.#msgOpcode = 0;
-    this.#msgParts = [];
+    if (this.#msgParts.length > 0) this.#msgParts = [];
     this.#msgSize = 0;
   }
 
@@ -402,11 +430,7 @@ export class ProtocolConnection {
       }
       if (frame.fin && !frame.rsv1) {
         // Fast path: one whole uncompressed frame, delivered without copying.
-        if (opcode === Opcode.Binary) {
-          this.#emit({ type: "binary", data: payload });
-        } else {
-          this.#emit({ type: "text", data: decodeText(payload) });
-        }
+        this.#message(opcode === Opcode.Text, payload, false);
         return;
       }
       this.#msgOpcode = opcode;
@@ -419,42 +443,52 @@ export class ProtocolConnection {
         `message over ${this.maxMessageSize} bytes`,
       );
     }
-    if (this.#msgOpcode === Opcode.Text && !this.#msgCompressed) {
+    const plainText = this.#msgOpcode === Opcode.Text && !this.#msgCompressed;
+    if (plainText && payload.length > 0) {
       // Validate as the fragments arrive: an impossible sequence fails now, not at the end.
-      const decoder = this.#textDecoder ??= new TextDecoder("utf-8", { fatal: true });
-      try {
-        if (payload.length > 0) this.#textParts.push(decoder.decode(payload, { stream: true }));
-        if (frame.fin) this.#textParts.push(decoder.decode());
-      } catch {
-        throw new ProtocolError(CloseCode.InvalidPayload, "invalid UTF-8 in text message");
+      this.#utf8State = validateUtf8(payload, this.#utf8State);
+      if (this.#utf8State === UTF8_REJECT) {
+        throw new ProtocolError(CloseCode.InvalidPayload, INVALID_UTF8);
       }
-      if (!frame.fin) return;
-      const text = this.#textParts.join("");
-      this.#textParts = [];
-      this.#dropMessage();
-      this.#emit({ type: "text", data: text });
-      return;
     }
-    if (payload.length > 0) this.#msgParts.push(payload);
+    // A borrowed payload dies with the read buffer: keep a copy until the message is whole.
+    if (payload.length > 0) {
+      this.#msgParts.push(this.#onData !== undefined ? payload.slice() : payload);
+    }
     if (!frame.fin) return;
-    this.#finishMessage();
+    if (plainText && this.#utf8State !== UTF8_ACCEPT) {
+      throw new ProtocolError(CloseCode.InvalidPayload, INVALID_UTF8);
+    }
+    this.#finishMessage(plainText);
   }
 
-  #finishMessage(): void {
+  #finishMessage(validated: boolean): void {
     const opcode = this.#msgOpcode;
     const compressed = this.#msgCompressed;
     let data = concat(this.#msgParts, this.#msgSize);
     this.#dropMessage();
     if (compressed) data = this.#deflate!.decompress(data, this.maxMessageSize);
-    if (opcode === Opcode.Binary) {
-      this.#emit({ type: "binary", data });
-      return;
+    this.#message(opcode === Opcode.Text, data, validated);
+  }
+
+  /** A whole data message: to the raw handler, or as an event (text decoded, or 1007). */
+  #message(text: boolean, payload: Uint8Array, validated: boolean): void {
+    const onData = this.#onData;
+    if (onData !== undefined) {
+      if (text && !validated && !isValidUtf8(payload)) {
+        throw new ProtocolError(CloseCode.InvalidPayload, INVALID_UTF8);
+      }
+      onData(text, payload);
+    } else if (text) {
+      this.#emit({ type: "text", data: decodeText(payload) });
+    } else {
+      this.#emit({ type: "binary", data: payload });
     }
-    this.#emit({ type: "text", data: decodeText(data) });
   }
 
   #handleControl(frame: Frame): void {
-    const payload = frame.payload;
+    // Control payloads go out in events, which outlive a borrowed read buffer.
+    const payload = this.#onData !== undefined ? frame.payload.slice() : frame.payload;
     switch (frame.opcode) {
       case Opcode.Ping:
         this.#emit({ type: "ping", data: payload });
@@ -487,23 +521,12 @@ export class ProtocolConnection {
   }
 }
 
-/** Short ASCII text skips the TextDecoder call, whose fixed cost dominates below ~64 bytes. */
-const SHORT_TEXT = 64;
-
 /** Decodes a whole text message, or throws ProtocolError 1007. */
 function decodeText(bytes: Uint8Array): string {
-  const n = bytes.length;
-  if (n <= SHORT_TEXT) {
-    let i = 0;
-    while (i < n && bytes[i] < 0x80) i++;
-    if (i === n) {
-      return Buffer.from(bytes.buffer as ArrayBuffer, bytes.byteOffset, n).toString("latin1");
-    }
-  }
   try {
-    return FATAL_DECODER.decode(bytes);
+    return decodeUtf8(bytes);
   } catch {
-    throw new ProtocolError(CloseCode.InvalidPayload, "invalid UTF-8 in text message");
+    throw new ProtocolError(CloseCode.InvalidPayload, INVALID_UTF8);
   }
 }
 

@@ -249,13 +249,28 @@ export interface FrameParserOptions {
 
 const EMPTY = new Uint8Array(0);
 const DEFAULT_MAX = 64 * 1024 * 1024;
+/** Longest frame header: 2 + 8 (64-bit length) + 4 (mask). */
+const MAX_HEADER = 14;
+/** An empty carry buffer bigger than this is dropped once a read is parsed (idle memory). */
+const CARRY_KEEP = 4096;
 
 /**
  * Incremental frame parser: `push` socket bytes in any split, then call `next` until it returns
  * `undefined`. Violations throw a {@linkcode ProtocolError} (and keep throwing it).
  *
- * `push` takes ownership of the bytes: payloads may be subarrays of them and masked payloads
- * are unmasked in place, so do not reuse a pushed buffer.
+ * Frames that sit whole in one pushed chunk come out as views of it (no copy). Only a frame cut by
+ * the end of a chunk is copied, into a carry buffer the parser allocates then (sized from the
+ * frame's header, never trusting a huge declared length up front) and completes from the next
+ * chunk with just the bytes it still needs.
+ *
+ * Two ways to push:
+ * - `push(bytes)` takes ownership: payloads may be views of `bytes` (unmasked in place) and stay
+ *   valid for good, so do not reuse a pushed buffer.
+ * - `push(bytes, true)` only borrows: call `next()` until it returns `undefined` before reusing
+ *   `bytes` (what is left is copied by then). Each returned frame, the same object every time, and
+ *   its payload are valid until the next call: the parser reuses its carry buffer, and a socket
+ *   read buffer can be reused for every read. Except: a payload over 4 KiB that is not a view of
+ *   a pushed chunk (it was completed in the carry buffer) is never written to again.
  *
  * @example
  * ```ts
@@ -269,14 +284,27 @@ const DEFAULT_MAX = 64 * 1024 * 1024;
  * ```
  */
 export class FrameParser {
+  // The chunk being parsed, from #start to #end.
   #buf: Uint8Array = EMPTY;
   #start = 0;
   #end = 0;
-  // True when #buf is ours: we may append past #end (bytes before #start may be lent out).
-  #owned = false;
-  // Bytes the frame at #start needs in total, once its header is known (sizes the next buffer).
-  #need = 0;
+  // A frame cut by the end of a chunk, from #cStart to #cEnd (#inCarry: parse from here first).
+  #carry: Uint8Array = EMPTY;
+  #cStart = 0;
+  #cEnd = 0;
+  #inCarry = false;
+  // A payload view of #carry was handed out by an owning push: never write into it again.
+  #carryLent = false;
+  // Chunks pushed while a carried frame waits for bytes (several pushes without next()).
+  #pending: Uint8Array[] = [];
+  #pendingPos = 0;
+  #pendingBytes = 0;
+  #borrowed = false;
+  #frame: Frame | undefined;
   #error: ProtocolError | undefined;
+  // The last header read by #header: total frame bytes, header bytes (with the mask key).
+  #total = 0;
+  #headerLength = 0;
   readonly #maxFrameSize: number;
   readonly #allowRsv1: boolean;
   readonly #expectMasked: boolean | undefined;
@@ -290,55 +318,165 @@ export class FrameParser {
 
   /** Bytes pushed but not yet returned as frames. */
   get buffered(): number {
-    return this.#end - this.#start;
+    return (this.#cEnd - this.#cStart) + (this.#end - this.#start) + this.#pendingBytes;
   }
 
-  /** Appends bytes from the socket (takes ownership of them). */
-  push(bytes: Uint8Array): void {
-    const n = bytes.length;
-    if (n === 0) return;
-    const live = this.#end - this.#start;
-    if (live === 0) {
-      // Zero-copy: parse straight out of the caller's chunk.
+  /**
+   * Appends bytes from the socket: owned by the parser from now on, or with `borrowed` only until
+   * `next()` returned `undefined` (see the class doc).
+   */
+  push(bytes: Uint8Array, borrowed = false): void {
+    if (bytes.length === 0) return;
+    this.#borrowed = borrowed;
+    if (this.buffered === 0) {
       this.#buf = bytes;
       this.#start = 0;
-      this.#end = n;
-      this.#owned = false;
+      this.#end = bytes.length;
+      this.#inCarry = false;
       return;
     }
-    if (this.#owned && this.#buf.length - this.#end >= n) {
-      this.#buf.set(bytes, this.#end);
-      this.#end += n;
-      return;
-    }
-    // Never compact in place: earlier payloads may be subarrays of the old buffer.
-    // Grow geometrically towards the frame's declared size rather than trusting it: a hostile
-    // header declaring 64 MiB followed by one byte must not cost 64 MiB.
-    const want = live + n;
-    const capacity = Math.max(want, Math.min(Math.max(this.#need, want + 4096), 2 * want + 65536));
-    const next = new Uint8Array(capacity);
-    next.set(this.#buf.subarray(this.#start, this.#end));
-    next.set(bytes, live);
-    this.#buf = next;
-    this.#start = 0;
-    this.#end = live + n;
-    this.#owned = true;
+    this.#pending.push(bytes);
+    this.#pendingBytes += bytes.length;
   }
 
   #fail(code: number, message: string): never {
     this.#error = new ProtocolError(code, message);
-    this.#buf = EMPTY;
-    this.#start = this.#end = 0;
+    this.#buf = this.#carry = EMPTY;
+    this.#start =
+      this.#end =
+      this.#cStart =
+      this.#cEnd =
+        0;
+    this.#pending = [];
+    this.#pendingBytes = this.#pendingPos = 0;
     throw this.#error;
   }
 
   /** Returns the next complete frame, or `undefined` when more bytes are needed. */
   next(): Frame | undefined {
     if (this.#error) throw this.#error;
-    const buf = this.#buf;
-    const s = this.#start;
-    const avail = this.#end - s;
-    if (avail < 2) return undefined;
+    for (;;) {
+      if (!this.#inCarry) {
+        const s = this.#start;
+        const avail = this.#end - s;
+        if (this.#header(this.#buf, s, avail) && avail >= this.#total) {
+          this.#start = s + this.#total;
+          return this.#emit(this.#buf, s, false);
+        }
+        // The chunk ends inside a frame: carry that tail, then complete it from what follows.
+        if (avail > 0) {
+          this.#carryIn(this.#buf, s, avail);
+          this.#inCarry = true;
+        }
+        this.#buf = EMPTY;
+        this.#start = this.#end = 0;
+        if (!this.#inCarry && !this.#nextChunk()) return this.#idle();
+        continue;
+      }
+      const live = this.#cEnd - this.#cStart;
+      if (live === 0) {
+        this.#inCarry = false;
+        this.#cStart = this.#cEnd = 0;
+        if (!this.#nextChunk()) return this.#idle();
+        continue;
+      }
+      const known = this.#header(this.#carry, this.#cStart, live);
+      if (known && live >= this.#total) {
+        const s = this.#cStart;
+        this.#cStart = s + this.#total;
+        return this.#emit(this.#carry, s, true);
+      }
+      if (this.#pending.length === 0) return this.#idle();
+      // Pull only what the carried frame still needs (a header's worth while its size is unknown).
+      const chunk = this.#pending[0];
+      const want = (known ? this.#total : MAX_HEADER) - live;
+      const take = Math.min(want, chunk.length - this.#pendingPos);
+      this.#carryIn(chunk, this.#pendingPos, take);
+      this.#pendingPos += take;
+      this.#pendingBytes -= take;
+      if (this.#pendingPos === chunk.length) {
+        this.#pending.shift();
+        this.#pendingPos = 0;
+      }
+    }
+  }
+
+  /** Makes the first pending chunk the one being parsed; false when there is none. */
+  #nextChunk(): boolean {
+    const chunk = this.#pending.shift();
+    if (chunk === undefined) return false;
+    this.#buf = chunk;
+    this.#start = this.#pendingPos;
+    this.#end = chunk.length;
+    this.#pendingBytes -= chunk.length - this.#pendingPos;
+    this.#pendingPos = 0;
+    return true;
+  }
+
+  /** Everything pushed is parsed or carried: let go of what an idle parser need not keep. */
+  #idle(): undefined {
+    if (this.#cEnd === this.#cStart && this.#carry.length > CARRY_KEEP) {
+      this.#carry = EMPTY;
+      this.#cStart = this.#cEnd = 0;
+    }
+    return undefined;
+  }
+
+  /** Appends `n` bytes of `src` from `at` to the carried frame, growing or replacing the buffer. */
+  #carryIn(src: Uint8Array, at: number, n: number): void {
+    const live = this.#cEnd - this.#cStart;
+    const need = live + n;
+    let carry = this.#carry;
+    if (this.#carryLent || carry.length < need) {
+      // Grow towards the frame's declared size, but geometrically in what actually arrived: a
+      // header declaring 64 MiB followed by one byte must not cost 64 MiB.
+      const declared = this.#total > need ? this.#total : need;
+      const size = Math.max(need, Math.min(declared, 2 * need + 65536));
+      const next = new Uint8Array(this.#carryLent ? size : Math.max(size, carry.length));
+      next.set(carry.subarray(this.#cStart, this.#cEnd));
+      carry = this.#carry = next;
+      this.#carryLent = false;
+      this.#cStart = 0;
+      this.#cEnd = live;
+    } else if (carry.length - this.#cEnd < n) {
+      carry.copyWithin(0, this.#cStart, this.#cEnd); // nothing before #cStart is still lent out
+      this.#cStart = 0;
+      this.#cEnd = live;
+    }
+    carry.set(n === src.length && at === 0 ? src : src.subarray(at, at + n), this.#cEnd);
+    this.#cEnd += n;
+  }
+
+  /** The frame of `this.#total` bytes at `s` in `buf` (its header was read by #header). */
+  #emit(buf: Uint8Array, s: number, fromCarry: boolean): Frame {
+    const b0 = buf[s];
+    const masked = (buf[s + 1] & 0x80) !== 0;
+    const h = this.#headerLength;
+    const payload = buf.subarray(s + h, s + this.#total);
+    if (masked && payload.length > 0) applyMask(payload, buf.subarray(s + h - 4, s + h));
+    // A payload handed out of the carry is never overwritten when its push owned the bytes, nor
+    // when it is big: the next carried frame gets a new buffer, so the payload may be kept.
+    if (fromCarry && (!this.#borrowed || payload.length > CARRY_KEEP)) this.#carryLent = true;
+    let f = this.#frame;
+    if (!this.#borrowed || f === undefined) {
+      f = { fin: false, rsv1: false, rsv2: false, rsv3: false, opcode: 0, masked, payload };
+      if (this.#borrowed) this.#frame = f;
+    }
+    f.fin = (b0 & 0x80) !== 0;
+    f.rsv1 = (b0 & 0x40) !== 0;
+    f.opcode = b0 & 0x0f;
+    f.masked = masked;
+    f.payload = payload;
+    return f;
+  }
+
+  /**
+   * Checks the header at `s` and returns true once it is whole, with the frame's size in
+   * `#total` and `#headerLength`. The checks run on the first two bytes.
+   */
+  #header(buf: Uint8Array, s: number, avail: number): boolean {
+    this.#total = 0;
+    if (avail < 2) return false;
     const b0 = buf[s];
     const b1 = buf[s + 1];
     const opcode = b0 & 0x0f;
@@ -368,11 +506,11 @@ export class FrameParser {
     }
     let header = 2;
     if (length === 126) {
-      if (avail < 4) return undefined;
+      if (avail < 4) return false;
       length = (buf[s + 2] << 8) | buf[s + 3];
       header = 4;
     } else if (length === 127) {
-      if (avail < 10) return undefined;
+      if (avail < 10) return false;
       const hi = ((buf[s + 2] << 24) | (buf[s + 3] << 16) | (buf[s + 4] << 8) | buf[s + 5]) >>> 0;
       const lo = ((buf[s + 6] << 24) | (buf[s + 7] << 16) | (buf[s + 8] << 8) | buf[s + 9]) >>> 0;
       if (hi > 0x7fffffff) this.#fail(CloseCode.ProtocolError, "64-bit length with the MSB set");
@@ -382,29 +520,9 @@ export class FrameParser {
     if (length > this.#maxFrameSize) {
       this.#fail(CloseCode.MessageTooBig, `frame of ${length} bytes over the limit`);
     }
-    const maskAt = s + header;
     if (masked) header += 4;
-    const total = header + length;
-    if (avail < total) {
-      this.#need = total;
-      return undefined;
-    }
-    this.#need = 0;
-    const payload = buf.subarray(s + header, s + total);
-    if (masked && length > 0) applyMask(payload, buf.subarray(maskAt, maskAt + 4));
-    this.#start = s + total;
-    if (this.#start === this.#end && !this.#owned) {
-      this.#buf = EMPTY;
-      this.#start = this.#end = 0;
-    }
-    return {
-      fin,
-      rsv1,
-      rsv2: false,
-      rsv3: false,
-      opcode,
-      masked,
-      payload,
-    };
+    this.#headerLength = header;
+    this.#total = header + length;
+    return true;
   }
 }

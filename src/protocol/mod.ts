@@ -28,7 +28,7 @@ export {
   Opcode,
 } from "./frames.ts";
 export { applyMask } from "./mask.ts";
-export { isValidUtf8, UTF8_ACCEPT, UTF8_REJECT, validateUtf8 } from "./utf8.ts";
+export { decodeUtf8, isValidUtf8, UTF8_ACCEPT, UTF8_REJECT, validateUtf8 } from "./utf8.ts";
 export {
   decodeClosePayload,
   encodeClosePayload,

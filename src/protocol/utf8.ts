@@ -3,8 +3,15 @@
  * across fragments, and an impossible byte rejects at once, so a text fragment that can never be
  * completed fails fast with 1007 instead of at the end of the message.
  *
+ * Long inputs go through `isUtf8` from `node:buffer` (native, SIMD) and only their edges through
+ * the DFA: measured on the dev VM, for 16 KiB it takes 1.2 µs on ASCII against 13 µs for the DFA
+ * (9.5 µs for a plain ASCII loop, 12.6 µs for a fatal `TextDecoder`), and 12.7 µs against 21 µs on
+ * mixed Latin text; below ~100 bytes the DFA (an ASCII loop first) is faster than the native call.
+ *
  * @module
  */
+
+import { Buffer, isUtf8 } from "node:buffer";
 
 /** DFA state: everything so far is complete, valid UTF-8. */
 export const UTF8_ACCEPT = 0;
@@ -83,7 +90,15 @@ const TRANSITIONS = new Uint8Array(9 * 12);
  */
 export function validateUtf8(bytes: Uint8Array, state: number = UTF8_ACCEPT): number {
   const n = bytes.length;
-  let i = 0;
+  if (n >= NATIVE_FROM) return validateLong(bytes, state);
+  return runDfa(bytes, 0, n, state);
+}
+
+/** Inputs from this many bytes on are validated natively (see the module doc). */
+const NATIVE_FROM = 128;
+
+function runDfa(bytes: Uint8Array, from: number, n: number, state: number): number {
+  let i = from;
   while (i < n) {
     if (state === UTF8_ACCEPT) {
       // ASCII fast path.
@@ -107,5 +122,61 @@ export function validateUtf8(bytes: Uint8Array, state: number = UTF8_ACCEPT): nu
  * ```
  */
 export function isValidUtf8(bytes: Uint8Array): boolean {
-  return validateUtf8(bytes) === UTF8_ACCEPT;
+  if (bytes.length >= NATIVE_FROM) return isUtf8(bytes);
+  return runDfa(bytes, 0, bytes.length, UTF8_ACCEPT) === UTF8_ACCEPT;
+}
+
+/**
+ * The DFA's answer for a long input: the DFA finishes a sequence left open by `state`, `isUtf8`
+ * checks the whole characters in the middle, and the DFA reads a sequence cut at the end (so an
+ * impossible prefix there still rejects at once, and an open one gives its exact state).
+ */
+function validateLong(bytes: Uint8Array, state: number): number {
+  const n = bytes.length;
+  let i = 0;
+  while (state !== UTF8_ACCEPT && i < n) {
+    state = TRANSITIONS[state * 12 + CLASSES[bytes[i++]]];
+    if (state === UTF8_REJECT) return UTF8_REJECT;
+  }
+  // Where a sequence cut by the end starts (n when the input ends on a whole character).
+  let tail = n;
+  for (let k = n - 1; k >= i && k >= n - 3; k--) {
+    const b = bytes[k];
+    if (b < 0x80) break;
+    if (b >= 0xc0) {
+      const len = b < 0xe0 ? 2 : b < 0xf0 ? 3 : 4;
+      if (n - k < len) tail = k;
+      break;
+    }
+  }
+  if (tail > i && !isUtf8(i === 0 && tail === n ? bytes : bytes.subarray(i, tail))) {
+    return UTF8_REJECT;
+  }
+  return runDfa(bytes, tail, n, UTF8_ACCEPT);
+}
+
+const FATAL_DECODER = new TextDecoder("utf-8", { fatal: true });
+/** Short ASCII text skips the TextDecoder call, whose fixed cost dominates below ~64 bytes. */
+const SHORT_TEXT = 64;
+
+/**
+ * Decodes UTF-8 to a string; throws a `TypeError` on invalid input. Short ASCII is sliced
+ * natively, everything else goes through a fatal `TextDecoder`.
+ *
+ * @example
+ * ```ts
+ * import { decodeUtf8 } from "./utf8.ts";
+ * console.log(decodeUtf8(new TextEncoder().encode("héllo"))); // "héllo"
+ * ```
+ */
+export function decodeUtf8(bytes: Uint8Array): string {
+  const n = bytes.length;
+  if (n <= SHORT_TEXT) {
+    let i = 0;
+    while (i < n && bytes[i] < 0x80) i++;
+    if (i === n) {
+      return Buffer.from(bytes.buffer as ArrayBuffer, bytes.byteOffset, n).toString("latin1");
+    }
+  }
+  return FATAL_DECODER.decode(bytes);
 }

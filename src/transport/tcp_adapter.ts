@@ -4,7 +4,8 @@
  * Unlike the WHATWG `WebSocket`, it has real read back-pressure: when the engine's queue passes
  * `readHighWaterMark` the socket is not read any more (TCP stalls the server) until the queue
  * drops below `readLowWaterMark`. It sees the handshake's status and headers, and `ping()` works
- * (resolves with the round-trip time).
+ * (resolves with the round-trip time). It offers the `setSink` fast path: payloads handed over as
+ * views of the read buffer, with the same back-pressure when the sink refuses one.
  *
  * @module
  */
@@ -17,6 +18,7 @@ import {
   DialError,
   type DialOptions,
   type HandshakeInfo,
+  type MessageSink,
   type OutgoingData,
   type WebSocketAdapter,
   type WireMessage,
@@ -41,6 +43,9 @@ class WseAdapterConnection implements AdapterConnection {
   }
   onReadable(listener: (() => void) | undefined): void {
     this.#ws.onReadable(listener);
+  }
+  setSink(sink: MessageSink | undefined): void {
+    this.#ws.setSink(sink);
   }
   get closed(): Promise<CloseInfo> {
     return this.#ws.closed;

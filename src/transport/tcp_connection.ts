@@ -3,9 +3,14 @@
  * codec's `ProtocolConnection` over a {@linkcode ByteStream} (a `Deno.Conn` or a `node:net`
  * socket):
  *
- * - **reads**: a loop feeds received bytes to the codec; messages go into an
- *   {@linkcode IncomingQueue}. Above the queue's high watermark the loop stops reading the socket
- *   (TCP back-pressure on the peer) and resumes below the low watermark.
+ * - **reads**: a loop reads the socket into the stream's reused buffer and lends it to the codec
+ *   (`receiveRaw`), which hands each data message over as it is parsed. Messages go into an
+ *   {@linkcode IncomingQueue} (payloads copied out, text decoded), or, while a
+ *   {@linkcode MessageSink} is set (`setSink`), straight to it as views of the read buffer: no
+ *   object, no string, no copy per message. Above the queue's high watermark, or when the sink
+ *   refuses a message, the rest of the read is kept (copied, in order) and the loop stops reading
+ *   the socket (TCP back-pressure on the peer) until the queue drops below its low watermark or
+ *   the sink's `writable()` resolves; the kept messages go first.
  * - **writes**: `TCP_NODELAY` on, one write per frame, and every frame queued while a write is in
  *   flight goes out in the next single write (header and payload are never split). Without
  *   permessage-deflate, messages of 512 bytes and more are framed straight into recycled buffers
@@ -32,13 +37,16 @@ import type { ProtocolError } from "../protocol/errors.ts";
 import { encodeFrame, encodeFrameHeader, Opcode } from "../protocol/frames.ts";
 import { applyMask, nextMaskKey } from "../protocol/mask.ts";
 import { recycleBuffer, takeBuffer } from "./tcp_buffers.ts";
+import { decodeUtf8 } from "../protocol/utf8.ts";
 import { deferred, TimeoutError } from "../util/async.ts";
 import { IncomingQueue } from "./incoming_queue.ts";
+import { KeptMessages } from "./kept_messages.ts";
 import type { ByteStream, StreamAddr } from "./tcp_stream.ts";
 import {
   type CloseInfo,
   ConnectionClosedError,
   type HandshakeInfo,
+  type MessageSink,
   type OutgoingData,
   type OverflowPolicy,
   type WireMessage,
@@ -138,6 +146,35 @@ const FAST_MIN = 512;
 const UTF8 = new TextEncoder();
 const BATCH = 256 * 1024;
 
+// Binary payloads queued for poll() are copied out of the read buffer; small ones into a slab
+// shared by every connection of this isolate (as Node's Buffer pool does): one ArrayBuffer per
+// 64 KiB of small messages instead of one per message, which keeps V8's external-memory GCs (and
+// their latency spikes) rare. A view handed out pins its slab.
+const SLAB_SIZE = 64 * 1024;
+const SLAB_MAX_COPY = 4 * 1024;
+/**
+ * Binary payloads from this size on are queued without a copy: views of the read buffer itself,
+ * which the stream is then told not to reuse (`retain()`), so one buffer per read instead of one
+ * per message; or buffers the codec never writes to again (see `receiveRaw`). A queued view pins
+ * its read buffer (up to 256 KiB, so at most 32x the payload).
+ */
+const HAND_OVER = 8 * 1024;
+let slab = new Uint8Array(SLAB_SIZE);
+let slabOffset = 0;
+
+function copyOut(src: Uint8Array): Uint8Array {
+  const n = src.length;
+  if (n > SLAB_MAX_COPY) return src.slice();
+  if (slabOffset + n > SLAB_SIZE) {
+    slab = new Uint8Array(SLAB_SIZE);
+    slabOffset = 0;
+  }
+  const out = slab.subarray(slabOffset, slabOffset + n);
+  out.set(src);
+  slabOffset += (n + 7) & ~7; // keep views 8-byte aligned
+  return out;
+}
+
 /**
  * An open WebSocket connection on a raw socket, made by `connect()` (client) or `serve()` /
  * `handleNodeUpgrade()` (server). Messages are read with `poll()`/`readable()` or
@@ -186,7 +223,18 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
   #drainWaiters: { resolve(): void; reject(e: unknown): void }[] = [];
 
   // reads
-  #readPaused = false;
+  #sink: MessageSink | undefined;
+  /** Bumped when the sink changes: a stale `writable()` must not offer anything. */
+  #sinkEpoch = 0;
+  #awaitingSink = false;
+  /** Messages the queue or the sink could not take yet, in order; reading waits for them. */
+  #kept = new KeptMessages();
+  #offering = false;
+  /** The memory of the bytes being parsed, and whether views of it may be queued as they are. */
+  #readBuffer: ArrayBufferLike | undefined;
+  #readKept = false;
+  /** How the socket closed, once it did; the queue ends when nothing is kept any more. */
+  #endInfo?: CloseInfo;
   #gate?: () => void;
   #readDone = deferred<void>();
 
@@ -243,20 +291,16 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
       lowWaterMark: Math.min(o.readLowWaterMark ?? Math.floor(readHigh / 2), readHigh),
       maxQueuedBytes: o.maxQueuedBytes,
       overflow: o.overflow,
-      onPause: () => {
-        this.#readPaused = true;
-      },
-      onResume: () => {
-        this.#readPaused = false;
-        this.#openGate();
-      },
+      // In a microtask, as a socket read would come: a consumer polling in a loop sees the queue
+      // drain, not refill under its feet.
+      onResume: () => queueMicrotask(() => this.#offerKept()),
       onOverflow: (e) => {
         if (e.policy === "close") this.#fail(1008, "unread messages exceeded maxQueuedBytes");
         else this.#opts.onError?.(e); // a drop is never silent
       },
     });
     this.#fastPath = !/permessage-deflate/i.test(init.handshake.extensions);
-    if (init.initial && init.initial.length) this.#feed(init.initial);
+    if (init.initial && init.initial.length) this.#feed(init.initial, true);
     if (o.pingIntervalMs && o.pingIntervalMs > 0) this.#startKeepAlive(o.pingIntervalMs);
     void this.#readLoop();
   }
@@ -293,7 +337,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
 
   /** True while read back-pressure keeps the socket unread. */
   get readPaused(): boolean {
-    return this.#readPaused;
+    return this.#kept.length > 0 || (this.#sink === undefined && this.#queue.paused);
   }
 
   /** Local socket address, when known. */
@@ -316,7 +360,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     };
   }
 
-  /** Settles once the connection is closed and every queued message was polled. */
+  /** Settles once the connection is closed and every received message was polled or delivered. */
   get closed(): Promise<CloseInfo> {
     return this.#queue.closed;
   }
@@ -342,6 +386,34 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
    */
   onReadable(listener: (() => void) | undefined): void {
     this.#queue.listen(listener);
+  }
+
+  /**
+   * Sets the fast path (`undefined` goes back to the queue): while a sink is set, every data
+   * message goes to `sink.deliver(text, payload)` synchronously as it is parsed, with `payload` a
+   * view of the read buffer valid only during the call and text as validated UTF-8 bytes. Messages
+   * already queued (or kept) are delivered first. When `deliver` returns false, that message and
+   * the rest of the read are kept (copied) in order, the socket is not read (TCP back-pressure),
+   * and once `sink.writable()` resolves the kept messages are offered again before reading
+   * resumes. `closed` settles once the socket closed and nothing is left undelivered. A throw from
+   * the sink (or a rejected `writable()`) closes the connection with 1011.
+   */
+  setSink(sink: MessageSink | undefined): void {
+    if (sink === this.#sink) return;
+    if (sink !== undefined && this.#queue.length > 0) {
+      // Queued messages are older than kept ones: both go to the sink, queued first. (Polling may
+      // move kept messages into the queue behind them; any left are appended after.)
+      const moved = new KeptMessages();
+      for (let m = this.#queue.poll(); m !== undefined; m = this.#queue.poll()) {
+        moved.push(m.type === "text", m.type === "text" ? UTF8.encode(m.data) : m.data);
+      }
+      this.#kept.offer((text, payload) => (moved.push(text, payload), true));
+      this.#kept = moved;
+    }
+    this.#sink = sink;
+    this.#sinkEpoch++;
+    this.#awaitingSink = false;
+    this.#offerKept();
   }
 
   /** Iterates received messages until the connection ends. */
@@ -544,7 +616,6 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
       while (this.#state !== "closed") {
         if (this.#holdingBack()) {
           await new Promise<void>((resolve) => (this.#gate = resolve));
-          this.#drainEvents(); // what the last read parsed while we were paused comes first
           continue;
         }
         const chunk = await this.#stream.read();
@@ -552,23 +623,95 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
           this.#onEof();
           break;
         }
-        this.#feed(chunk);
+        this.#feed(chunk, false);
       }
     } finally {
       this.#readDone.resolve();
     }
   }
 
-  #feed(chunk: Uint8Array): void {
+  /** Parses bytes: the stream's reused read buffer, or (`owned`) bytes nobody else holds. */
+  #feed(chunk: Uint8Array, owned: boolean): void {
     this.#bytesIn += chunk.length;
+    this.#readBuffer = chunk.buffer;
+    this.#readKept = owned;
     try {
-      this.#p.receive(chunk);
-    } catch (e) {
-      // The codec reports bad input as events; anything thrown is a bug we still must not leak.
-      this.#fail(1011, e instanceof Error ? e.message : String(e));
-      return;
+      this.#p.receiveRaw(chunk, this.#onData); // a throw from the sink comes back as a 1011 event
+    } finally {
+      this.#readBuffer = undefined;
     }
     this.#drainEvents();
+  }
+
+  /** Each data message, as the codec parses it (`payload` is a view of the read buffer). */
+  readonly #onData = (text: boolean, payload: Uint8Array): void => {
+    this.#messagesIn++;
+    if (this.#kept.length === 0 && this.#take(text, payload)) return;
+    // A read can hold many messages: past the queue's high watermark or a refusal, the rest of
+    // it waits here, in order, instead of going past the bound (a socket that can stop reading
+    // never needs the overflow policy).
+    this.#kept.push(text, payload);
+  };
+
+  /** Hands one message to the sink or the queue; false when it cannot be taken now. */
+  readonly #take = (text: boolean, payload: Uint8Array): boolean => {
+    const sink = this.#sink;
+    if (sink !== undefined) {
+      if (sink.deliver(text, payload)) return true;
+      this.#awaitSink(sink);
+      return false;
+    }
+    if (this.#queue.paused) return false;
+    if (text) {
+      this.#queue.push({ type: "text", data: decodeUtf8(payload) });
+    } else if (payload.length >= HAND_OVER && !this.#offering) {
+      // From the codec (kept messages are views of a buffer that is reused: copied below).
+      if (payload.buffer === this.#readBuffer && !this.#readKept) {
+        this.#stream.retain();
+        this.#readKept = true;
+      }
+      this.#queue.push({ type: "binary", data: payload });
+    } else {
+      this.#queue.push({ type: "binary", data: copyOut(payload) });
+    }
+    return true;
+  };
+
+  #awaitSink(sink: MessageSink): void {
+    if (this.#awaitingSink) return;
+    this.#awaitingSink = true;
+    const epoch = this.#sinkEpoch;
+    sink.writable().then(
+      () => {
+        if (epoch !== this.#sinkEpoch) return;
+        this.#awaitingSink = false;
+        this.#offerKept();
+      },
+      (e) => {
+        if (epoch !== this.#sinkEpoch) return;
+        this.#awaitingSink = false;
+        this.#fail(1011, `message sink failed: ${e instanceof Error ? e.message : String(e)}`);
+      },
+    );
+  }
+
+  /**
+   * Offers the kept messages again; once all were taken, reading resumes (and, after the socket
+   * closed, the queue ends so `closed` can settle).
+   */
+  #offerKept(): void {
+    if (this.#offering) return; // the outer call goes on offering, in order
+    this.#offering = true;
+    try {
+      if (this.#kept.length > 0 && !this.#kept.offer(this.#take)) return;
+    } catch (e) {
+      this.#fail(1011, `message sink failed: ${e instanceof Error ? e.message : String(e)}`);
+      return;
+    } finally {
+      this.#offering = false;
+    }
+    if (this.#endInfo !== undefined) this.#queue.end(this.#endInfo);
+    this.#openGate();
   }
 
   /**
@@ -576,21 +719,16 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
    * close must be read even when the consumer is behind).
    */
   #holdingBack(): boolean {
-    return this.#readPaused && this.#state === "open" && !this.#p.closeSent;
+    return this.readPaused && this.#state === "open" && !this.#p.closeSent;
   }
 
   #drainEvents(): void {
     const p = this.#p;
-    // One socket read can hold many frames. While paused, leave the rest parsed in the codec
-    // (bounded by one read) instead of pushing them past the queue's bound: a socket that can
-    // stop reading never needs the overflow policy.
-    for (let ev = p.nextEvent(); ev; ev = this.#holdingBack() ? undefined : p.nextEvent()) {
+    for (let ev = p.nextEvent(); ev; ev = p.nextEvent()) {
       switch (ev.type) {
         case "text":
         case "binary":
-          this.#messagesIn++;
-          this.#queue.push(ev as WireMessage);
-          break;
+          break; // data comes through #onData
         case "ping":
           this.#opts.onPing?.(ev.data);
           break;
@@ -840,7 +978,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
   #startKeepAlive(interval: number): void {
     const timeout = this.#opts.pongTimeoutMs ?? interval;
     this.#kaInterval = setInterval(() => {
-      if (this.#state !== "open" || this.#kaDeadline !== undefined || this.#readPaused) return;
+      if (this.#state !== "open" || this.#kaDeadline !== undefined || this.readPaused) return;
       this.#p.ping(new TextEncoder().encode("wse-keepalive"));
       this.#collect();
       this.#kaDeadline = setTimeout(() => this.#onPongDeadline(timeout), timeout);
@@ -850,7 +988,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
   #onPongDeadline(timeout: number): void {
     this.#kaDeadline = undefined;
     if (this.#state === "closed") return;
-    if (this.#readPaused) {
+    if (this.readPaused) {
       // We are not reading, so we cannot know: wait again.
       this.#kaDeadline = setTimeout(() => this.#onPongDeadline(timeout), timeout);
       return;
@@ -900,7 +1038,8 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
       ? new Promise<void>((resolve) => this.#idleWaiters.push(resolve))
       : RESOLVED;
     void Promise.all([this.#readDone.promise, writeDone]).then(() => {
-      this.#queue.end(info);
+      this.#endInfo = info;
+      if (this.#kept.length === 0) this.#queue.end(info); // else once the kept ones were taken
       this.#finished.resolve(info);
     });
   }

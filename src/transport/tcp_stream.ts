@@ -11,6 +11,7 @@
  */
 
 import type { Socket } from "node:net";
+import { recycleBuffer, takeBuffer } from "./tcp_buffers.ts";
 
 /**
  * A network address as the streams report it.
@@ -45,9 +46,15 @@ export interface StreamAddr {
 export interface ByteStream {
   /**
    * Resolves with the next received bytes, or `null` at end of stream (EOF, reset, or after
-   * `close()`). Never rejects. One read at a time. The returned bytes are never reused by the stream.
+   * `close()`). Never rejects. One read at a time. The bytes are valid until the next `read()`:
+   * the stream may read into the same buffer again (copy what must outlive it).
    */
   read(): Promise<Uint8Array | null>;
+  /**
+   * The caller keeps views of what the last `read()` returned: the stream will not read into that
+   * memory again (it takes a new buffer instead).
+   */
+  retain(): void;
   /** Writes every byte; rejects when the socket is closed or broken. */
   write(bytes: Uint8Array): Promise<void>;
   /**
@@ -71,30 +78,11 @@ export interface ByteStream {
   readonly remoteAddr?: StreamAddr;
 }
 
-const MIN_BUF = 16 * 1024;
-const MAX_BUF = 1024 * 1024;
-const HAND_OVER = 128 * 1024;
-
-// Small reads are copied into a slab shared by every connection of this isolate (as Node's Buffer
-// pool does): one ArrayBuffer per 64 KiB of small reads instead of one per read, which keeps V8's
-// external-memory GCs (and their latency spikes) rare. A view handed out pins its slab.
-const SLAB_SIZE = 64 * 1024;
-const SLAB_MAX_COPY = 4 * 1024;
-let slab = new Uint8Array(SLAB_SIZE);
-let slabOffset = 0;
-
-function copyOut(src: Uint8Array): Uint8Array {
-  const n = src.length;
-  if (n > SLAB_MAX_COPY) return src.slice();
-  if (slabOffset + n > SLAB_SIZE) {
-    slab = new Uint8Array(SLAB_SIZE);
-    slabOffset = 0;
-  }
-  const out = slab.subarray(slabOffset, slabOffset + n);
-  out.set(src);
-  slabOffset += (n + 7) & ~7; // keep views 8-byte aligned
-  return out;
-}
+/** The read buffer of a connection waiting for data: all an idle connection pins. */
+const IDLE_READ = 512;
+/** While data flows, reads go into a pooled buffer of this size, doubling while reads fill it. */
+const FLOW_READ = 64 * 1024;
+const MAX_READ = 256 * 1024;
 
 function netAddr(addr: Deno.Addr): StreamAddr | undefined {
   return addr.transport === "tcp" ? { hostname: addr.hostname, port: addr.port } : undefined;
@@ -102,11 +90,10 @@ function netAddr(addr: Deno.Addr): StreamAddr | undefined {
 
 /**
  * Wraps a Deno TCP or TLS connection. Sets `TCP_NODELAY` (Nagle off) where the connection
- * supports it. Reads handed out are never overwritten later (the frame parser keeps views on
- * them). Reads under 128 KiB are copied out of a kept buffer (small ones into a shared slab);
- * bigger reads hand the buffer itself over (no copy) and a new one is allocated. The buffer grows
- * (up to 1 MiB) while reads fill it, and shrinks back towards 16 KiB after a run of small reads,
- * so an idle connection pins little memory.
+ * supports it. Reads go straight into a buffer the stream reuses (no copy): a 512-byte one of its
+ * own while the socket is quiet, so an idle connection pins little memory, and once a read fills
+ * it (data flows) a pooled one from 64 KiB, doubling while reads fill it (up to 256 KiB), given
+ * back to the pool as soon as a read comes back short.
  *
  * @example
  * ```ts
@@ -122,8 +109,13 @@ export function denoConnStream(conn: Deno.Conn): ByteStream {
 class DenoConnStream implements ByteStream {
   readonly reusableAfterWrite = true;
   readonly #conn: Deno.Conn;
-  #buf = new Uint8Array(MIN_BUF);
-  #small = 0;
+  #idleBuf: Uint8Array | undefined;
+  #flowBuf: Uint8Array | undefined;
+  // A pooled buffer the last read returned a view of: back to the pool at the next read.
+  #spent: Uint8Array | undefined;
+  #flowing = false;
+  // The buffer the last read went into.
+  #last: Uint8Array | undefined;
   #closed = false;
   readonly localAddr?: StreamAddr;
   readonly remoteAddr?: StreamAddr;
@@ -145,8 +137,17 @@ class DenoConnStream implements ByteStream {
   }
 
   async read(): Promise<Uint8Array | null> {
+    if (this.#spent !== undefined) {
+      recycleBuffer(this.#spent); // the caller is done with the last read
+      this.#spent = undefined;
+    }
     if (this.#closed) return null;
-    const buf = this.#buf;
+    let buf: Uint8Array;
+    if (this.#flowing) {
+      buf = this.#flowBuf ??= takeBuffer(FLOW_READ);
+    } else {
+      buf = this.#idleBuf ??= new Uint8Array(IDLE_READ);
+    }
     let n: number | null;
     try {
       n = await this.#conn.read(buf);
@@ -154,22 +155,23 @@ class DenoConnStream implements ByteStream {
       n = null; // reset, or closed under us: both end the stream
     }
     if (n === null) return null;
-    const len = buf.length;
-    if (n >= HAND_OVER) {
-      // Bulk: hand the buffer over (no copy); grow while reads fill it.
-      this.#small = 0;
-      this.#buf = new Uint8Array(n === len ? Math.min(len * 2, MAX_BUF) : len);
-      return buf.subarray(0, n);
+    this.#flowing = n === buf.length;
+    if (this.#flowing && buf === this.#flowBuf && buf.length < MAX_READ) {
+      this.#spent = buf; // grow: the next read goes into a buffer twice this size
+      this.#flowBuf = takeBuffer(buf.length * 2);
+    } else if (!this.#flowing && buf === this.#flowBuf) {
+      this.#spent = buf;
+      this.#flowBuf = undefined;
     }
-    if (n === len) this.#buf = new Uint8Array(len * 2); // reads fill it: grow (copy this one out)
-    // Copy out and keep the buffer; after a run of small reads, shrink it (idle memory).
-    if (len > MIN_BUF && n < len >> 3) {
-      if (++this.#small >= 16) {
-        this.#small = 0;
-        this.#buf = new Uint8Array(Math.max(MIN_BUF, len >> 1));
-      }
-    } else this.#small = 0;
-    return copyOut(buf.subarray(0, n));
+    this.#last = buf;
+    return buf.subarray(0, n);
+  }
+
+  retain(): void {
+    const last = this.#last;
+    if (last === this.#spent) this.#spent = undefined;
+    else if (last === this.#flowBuf) this.#flowBuf = undefined;
+    else if (last === this.#idleBuf) this.#idleBuf = undefined;
   }
 
   async write(bytes: Uint8Array): Promise<void> {
@@ -276,6 +278,10 @@ class NodeSocketStream implements ByteStream {
     const w = this.#wake;
     this.#wake = undefined;
     w?.();
+  }
+
+  retain(): void {
+    // Every chunk is a fresh buffer from the socket: nothing is reused.
   }
 
   async read(): Promise<Uint8Array | null> {

@@ -132,7 +132,10 @@ export interface AdapterConnection {
    * queue. Adapters that cannot hand out raw payloads leave it out.
    */
   setSink?(sink: MessageSink | undefined): void;
-  /** Settles (never rejects) once the connection is closed and every queued message was polled. */
+  /**
+   * Settles (never rejects) once the connection is closed and every queued message was polled
+   * (or, while a sink is set, delivered to it).
+   */
   readonly closed: Promise<CloseInfo>;
   /** True once the socket is closed (messages may still be queued). */
   readonly isClosed: boolean;

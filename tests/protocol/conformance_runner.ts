@@ -4,7 +4,7 @@
  * @module
  */
 
-import { ProtocolConnection } from "../../src/protocol/connection.ts";
+import { ProtocolConnection, type ProtocolEvent } from "../../src/protocol/connection.ts";
 import { HandshakeError, ProtocolError } from "../../src/protocol/errors.ts";
 import {
   HttpHeadReader,
@@ -52,23 +52,57 @@ function frameSummary(f: { opcode: number; payload: Uint8Array }): string {
   return name === "close" ? `close:${sentCloseCode([f])}` : `${name}:${f.payload.length}`;
 }
 
-function runFrames(input: FramesInput, split: boolean, e: Expectation): CaseResult {
+const LATIN1_SAFE = new TextDecoder();
+
+/**
+ * Feeds `bytes` through `receiveRaw`, `chunk` bytes at a time, each copied into one reused read
+ * buffer that is scribbled over after every call (as a transport reusing its buffer would), and
+ * returns the events in order, data messages turned back into events.
+ */
+function receiveRawEvents(conn: ProtocolConnection, bytes: Uint8Array, chunk: number) {
+  const events: ProtocolEvent[] = [];
+  const onData = (text: boolean, payload: Uint8Array) => {
+    events.push(...drain(conn)); // control events parsed before this message come first
+    events.push(
+      text
+        ? { type: "text", data: LATIN1_SAFE.decode(payload) }
+        : { type: "binary", data: payload.slice() },
+    );
+  };
+  const readBuffer = new Uint8Array(Math.min(chunk, bytes.length));
+  for (let i = 0; i < bytes.length; i += chunk) {
+    const n = Math.min(chunk, bytes.length - i);
+    readBuffer.set(bytes.subarray(i, i + n));
+    conn.receiveRaw(readBuffer.subarray(0, n), onData);
+    readBuffer.fill(0xee);
+  }
+  return events;
+}
+
+function runFrames(
+  input: FramesInput,
+  mode: "whole" | "split" | "raw" | "raw-split",
+  e: Expectation,
+): CaseResult {
   const conn = new ProtocolConnection({
     role: input.role,
     maxMessageSize: input.maxMessageSize,
     deflate: input.deflate,
   });
+  let events: ProtocolEvent[] = [];
   try {
-    if (split) {
+    if (mode === "split") {
       for (let i = 0; i < input.bytes.length; i++) conn.receive(input.bytes.slice(i, i + 1));
-    } else {
+    } else if (mode === "whole") {
       conn.receive(input.bytes.slice());
+    } else {
+      events = receiveRawEvents(conn, input.bytes, mode === "raw" ? input.bytes.length : 1);
     }
     if (input.eof) conn.receiveEof();
   } catch (err) {
     return { pass: false, actual: "uncaught exception", failure: String(err) };
   }
-  const events = drain(conn);
+  events.push(...drain(conn));
   const errors = events.filter((ev) => ev.type === "error");
   for (const ev of errors) {
     if (!(ev.error instanceof ProtocolError)) {
@@ -205,13 +239,18 @@ function runResponse(c: ConformanceCase): CaseResult {
   return { pass: false, actual, failure: "wrong expectation kind" };
 }
 
-/** Runs a case: frames whole and byte by byte; request heads whole and in 7-byte pieces. */
+/**
+ * Runs a case: frames whole and byte by byte, with `receive` and again with `receiveRaw` from a
+ * reused buffer; request heads whole and in 7-byte pieces.
+ */
 export function runCase(c: ConformanceCase): CaseResult {
   if (c.input.kind === "frames") {
-    const whole = runFrames(c.input, false, c.expect);
+    const whole = runFrames(c.input, "whole", c.expect);
     if (!whole.pass) return whole;
-    const split = runFrames(c.input, true, c.expect);
-    if (!split.pass) return { ...split, failure: `byte-by-byte: ${split.failure}` };
+    for (const mode of ["split", "raw", "raw-split"] as const) {
+      const r = runFrames(c.input, mode, c.expect);
+      if (!r.pass) return { ...r, failure: `${mode}: ${r.failure}` };
+    }
     return whole;
   }
   if (c.input.kind === "request") {

@@ -305,3 +305,61 @@ Deno.test("short and long, ASCII and not: whole text frames decode correctly", (
     assert.deepEqual(drain(server), [{ type: "text", data: s }]);
   }
 });
+
+Deno.test("receiveRaw: data to the handler as bytes (text validated, not decoded), the rest as events", () => {
+  const { client, server } = pair({
+    deflate: DEFAULT_DEFLATE_PARAMS,
+    deflateOptions: { threshold: 64 },
+  });
+  const long = "ünïcode ".repeat(40);
+  client.sendText("short");
+  client.ping(enc.encode("p"));
+  client.sendBinary(new Uint8Array(3000).fill(9)); // compressed
+  client.sendText(long); // compressed
+  client.sendFrame(Opcode.Text, enc.encode("frag"), false);
+  client.sendFrame(Opcode.Continuation, enc.encode("mént"), true);
+  const wire = concat(...client.takeOutgoing());
+  // Seven-byte reads through one buffer that is scribbled over after every call.
+  const got: string[] = [];
+  const readBuffer = new Uint8Array(7);
+  for (let at = 0; at < wire.length; at += 7) {
+    const n = Math.min(7, wire.length - at);
+    readBuffer.set(wire.subarray(at, at + n));
+    server.receiveRaw(readBuffer.subarray(0, n), (text, payload) => {
+      got.push(text ? `text:${new TextDecoder().decode(payload)}` : `binary:${payload.length}`);
+      assert.ok(text || payload.every((b) => b === 9));
+    });
+    readBuffer.fill(0xee);
+  }
+  assert.deepEqual(got, ["text:short", "binary:3000", `text:${long}`, "text:fragmént"]);
+  const events = drain(server);
+  assert.deepEqual(events.map(summarize), ["ping:1"]);
+  assert.deepEqual(events[0], { type: "ping", data: enc.encode("p") }, "copied out of the buffer");
+});
+
+Deno.test("receiveRaw: invalid UTF-8 fails with 1007 (whole, fragment, inflated); a throwing handler with 1011", () => {
+  const bad = new Uint8Array([0x61, 0xc3, 0x28]);
+  const whole = new ProtocolConnection({ role: "server" });
+  const calls: boolean[] = [];
+  whole.receiveRaw(rawFrame(Opcode.Text, bad), (t) => calls.push(t));
+  assert.deepEqual(drain(whole).map(summarize), ["error:1007"]);
+  const frag = new ProtocolConnection({ role: "server" });
+  frag.receiveRaw(rawFrame(Opcode.Text, new Uint8Array([0x61, 0xf4]), { fin: false }), () => {});
+  frag.receiveRaw(rawFrame(Opcode.Continuation, new Uint8Array([0x90]), { fin: false }), () => {});
+  assert.deepEqual(drain(frag).map(summarize), ["error:1007"]);
+  const { client, server } = pair({
+    deflate: DEFAULT_DEFLATE_PARAMS,
+    deflateOptions: { threshold: 0 },
+  });
+  client.sendBinary(new Uint8Array(200).fill(0xff)); // compressed, then relabelled as text
+  const wire = concat(...client.takeOutgoing());
+  wire[0] = (wire[0] & 0xf0) | Opcode.Text;
+  server.receiveRaw(wire, (t) => calls.push(t));
+  assert.deepEqual(drain(server).map(summarize), ["error:1007"]);
+  assert.deepEqual(calls, []);
+  const throwing = new ProtocolConnection({ role: "server" });
+  throwing.receiveRaw(rawFrame(Opcode.Binary, "x"), () => {
+    throw new Error("sink broke");
+  });
+  assert.deepEqual(drain(throwing).map(summarize), ["error:1011"]);
+});

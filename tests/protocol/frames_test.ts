@@ -173,3 +173,46 @@ Deno.test("FrameParser: a header declaring a huge frame does not allocate it up 
   assert.ok(Deno.memoryUsage().rss - used < 32 * 1024 * 1024);
   assert.equal(p.buffered, 10 + 21);
 });
+
+Deno.test("FrameParser: borrowed chunks copy only the frame cut by the end of a read", () => {
+  const big = (fill: number) => encodeFrame(Opcode.Binary, new Uint8Array(20_000).fill(fill));
+  const small = encodeFrame(Opcode.Binary, new Uint8Array(10).fill(6));
+  const wire = concat(small, big(5), small, big(8), small, small);
+  const p = new FrameParser({});
+  const readBuffer = new Uint8Array(8192);
+  const seen: number[] = [];
+  const carried: Uint8Array[] = [];
+  for (let at = 0; at < wire.length; at += readBuffer.length) {
+    const n = Math.min(readBuffer.length, wire.length - at);
+    readBuffer.set(wire.subarray(at, at + n));
+    p.push(readBuffer.subarray(0, n), true);
+    for (let f = p.next(); f; f = p.next()) {
+      seen.push(f.payload[0]);
+      // A big frame completed across reads lives outside the read buffer and is never reused.
+      if (f.payload.length > 4096) carried.push(f.payload);
+    }
+    // Once parsed, only the cut frame's bytes remain, held by the parser itself.
+    assert.ok(p.buffered <= 20_014);
+    readBuffer.fill(0xee);
+  }
+  assert.deepEqual(seen, [6, 5, 6, 8, 6, 6]);
+  assert.equal(p.buffered, 0);
+  assert.equal(carried.length, 2);
+  assert.ok(carried.every((c) => c.buffer !== readBuffer.buffer));
+  assert.ok(carried[0].every((b) => b === 5) && carried[1].every((b) => b === 8));
+});
+
+Deno.test("FrameParser: a borrowed chunk's whole frames are views of it; one frame object", () => {
+  const wire = concat(
+    encodeFrame(Opcode.Binary, new Uint8Array(100).fill(1)),
+    encodeFrame(Opcode.Text, enc.encode("abc")),
+  );
+  const p = new FrameParser({});
+  p.push(wire, true);
+  const a = p.next()!;
+  assert.equal(a.payload.buffer, wire.buffer);
+  const b = p.next()!;
+  assert.equal(a, b, "the frame object is reused");
+  assert.equal(b.opcode, Opcode.Text);
+  assert.equal(p.next(), undefined);
+});

@@ -50,7 +50,7 @@ function split(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
   return out;
 }
 
-Deno.test("fuzz: random valid frames, serialized and split at random points, parse back the same", () => {
+Deno.test("fuzz: random valid frames, split at random points, owned or borrowed, parse back the same", () => {
   fc.assert(
     fc.property(
       fc.array(frameArb, { minLength: 1, maxLength: 8, size: "max" }),
@@ -65,23 +65,32 @@ Deno.test("fuzz: random valid frames, serialized and split at random points, par
           all.set(w, p);
           p += w.length;
         }
-        const parser = new FrameParser({ allowRsv1: true });
-        const got: Frame[] = [];
-        for (const chunk of split(all, cuts)) {
-          parser.push(chunk);
-          let f;
-          while ((f = parser.next()) !== undefined) got.push(f);
+        for (const borrowed of [false, true]) {
+          const parser = new FrameParser({ allowRsv1: true });
+          const got: Frame[] = [];
+          // Borrowed: every chunk goes through one read buffer, scribbled over once parsed, and
+          // each frame is copied before the next call (its payload is only valid until then).
+          const readBuffer = new Uint8Array(all.length);
+          for (const chunk of split(all, cuts)) {
+            if (borrowed) readBuffer.set(chunk);
+            parser.push(borrowed ? readBuffer.subarray(0, chunk.length) : chunk, borrowed);
+            let f;
+            while ((f = parser.next()) !== undefined) {
+              got.push(borrowed ? { ...f, payload: f.payload.slice() } : f);
+            }
+            if (borrowed) readBuffer.fill(0xee);
+          }
+          assert.equal(got.length, frames.length);
+          got.forEach((g, i) => {
+            const f = frames[i];
+            assert.equal(g.opcode, f.opcode);
+            assert.equal(g.fin, f.fin);
+            assert.equal(g.rsv1, f.rsv1);
+            assert.equal(g.masked, f.mask !== undefined);
+            assert.deepEqual(g.payload, f.payload);
+          });
+          assert.equal(parser.buffered, 0);
         }
-        assert.equal(got.length, frames.length);
-        got.forEach((g, i) => {
-          const f = frames[i];
-          assert.equal(g.opcode, f.opcode);
-          assert.equal(g.fin, f.fin);
-          assert.equal(g.rsv1, f.rsv1);
-          assert.equal(g.masked, f.mask !== undefined);
-          assert.deepEqual(g.payload, f.payload);
-        });
-        assert.equal(parser.buffered, 0);
       },
     ),
     { numRuns: 300 },
@@ -255,17 +264,30 @@ Deno.test("fuzz: UTF-8 DFA agrees with a fatal TextDecoder, split anywhere", () 
   );
 });
 
-Deno.test("fuzz: a streaming fatal TextDecoder fails on the same fragment as the DFA", () => {
-  // The connection decodes fragmented text with a streaming TextDecoder; this pins the
-  // fail-fast behaviour it relies on (the RFC's "fail at the first impossible byte").
+Deno.test("fuzz: validateUtf8 fails on the same fragment as a streaming fatal TextDecoder", () => {
+  // The connection validates fragmented text with validateUtf8 as fragments arrive; this pins its
+  // fail-fast point (the RFC's "fail at the first impossible byte") to the platform's decoder, on
+  // short fragments (the DFA alone) and on long ones (native check in the middle, DFA at the edges).
   const byte = fc.oneof(
     fc.integer({ min: 0, max: 0x7f }),
     fc.integer({ min: 0x80, max: 0xbf }),
     fc.integer({ min: 0xc0, max: 0xff }),
   );
+  const fragment = fc.oneof(
+    fc.array(byte, { maxLength: 6, size: "max" }),
+    fc.tuple(
+      fc.array(byte, { maxLength: 4, size: "max" }),
+      fc.integer({ min: 120, max: 300 }),
+      fc.constantFrom("a", "é", "€", "😀"),
+      fc.array(byte, { maxLength: 4, size: "max" }),
+    ).map(([head, n, ch, tail]) => {
+      const middle = [...new TextEncoder().encode(ch.repeat(Math.ceil(n / ch.length)))];
+      return [...head, ...middle, ...tail];
+    }),
+  );
   fc.assert(
     fc.property(
-      fc.array(fc.array(byte, { maxLength: 6, size: "max" }), { minLength: 1, maxLength: 5 }),
+      fc.array(fragment, { minLength: 1, maxLength: 5 }),
       (fragments) => {
         const decoder = new TextDecoder("utf-8", { fatal: true });
         let decoderFail = -1;

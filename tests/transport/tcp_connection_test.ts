@@ -361,3 +361,29 @@ Deno.test({
     await s.close();
   },
 });
+
+Deno.test({
+  name: "tcp: queued payloads stay intact while later reads arrive (copied or handed over)",
+  ...SANITIZE,
+  async fn() {
+    const sizes = [64, 5000, 9000, 16384, 70_000, 300];
+    const N = 240;
+    const { s, url } = server(async (ws) => {
+      for (let i = 0; i < N; i++) void ws.send(new Uint8Array(sizes[i % sizes.length]).fill(i));
+      await ws.closed;
+    }, { compression: false });
+    const ws = await connect(url, { compression: false, readHighWaterMark: 16 << 20 });
+    // Nothing is polled until every message was read: later reads must not overwrite earlier
+    // messages, whether they were copied out or queued as views of their read buffer.
+    assert.ok(await until(() => ws.stats.messagesIn === N));
+    for (let i = 0; i < N; i++) {
+      const m = await next(ws);
+      assert.equal(m.type, "binary");
+      const d = m.data as Uint8Array;
+      assert.equal(d.length, sizes[i % sizes.length]);
+      assert.ok(d.every((b) => b === (i & 255)), `message ${i} content`);
+    }
+    await ws.close();
+    await s.close();
+  },
+});
