@@ -12,10 +12,14 @@
  * up to 1000 per write. (b) and (c) go through `WebSocketEngine` (whatwg adapter, the same
  * `WebSocket` as (a)). (c') feeds the pool straight from a `WebSocket`, without the engine.
  * Our own transport runs beside them: (a') its raw receive rate with a no-op handler, and (b'),
- * (c'') the engine inline and with N workers on `wseAdapter()`. The ratios say which is which:
- * `pool_vs_raw_noop_64` is like for like (default adapter ÷ the same raw socket),
- * `pool_own_vs_raw_noop_64` is the pool on our transport ÷ the runtime's raw `WebSocket`, and
- * `pool_own_vs_own_raw_noop_64` the same ÷ our own raw connection.
+ * (c'') the engine inline and with N workers on `wseAdapter()`, (c*) the engine with 2 workers and
+ * no adapter option (what a user gets: our transport on Deno). Many connections: (f) 1,000 of our
+ * connections (200 with --quick) pumped into one pool of 2 workers (sticky, as the server does),
+ * (f') the same inline, (g) one connection through the same path. The ratios say which is which:
+ * `pool_vs_raw_noop_64` is like for like (the whatwg adapter ÷ the same raw socket),
+ * `pool_default_vs_runtime_raw_64` the engine with default options ÷ the runtime's raw `WebSocket`,
+ * `pool_own_vs_own_raw_64` (= `pool_own_vs_own_raw_noop_64`) the pool on our transport ÷ our own raw
+ * connection, `pool_1000conns_vs_1conn_64` (f) ÷ (g), `recv_16k_own_vs_native` (a') ÷ (a) at 16 KiB.
  *
  * Diagnostic flags: `--latency-only` (only the latency runs), `--direct-only` (only (a) and (c')).
  * The machine's load average at start and end goes into the results' notes: on a shared 2-core
@@ -31,6 +35,9 @@ import { wseAdapter } from "../src/transport/tcp_adapter.ts";
 import { connect } from "../src/transport/tcp_client.ts";
 import type { AdapterConnection, WebSocketAdapter } from "../src/transport/types.ts";
 import { PoolDispatcher } from "../src/dispatch/pool.ts";
+import { InlineDispatcher } from "../src/dispatch/inline.ts";
+import { pump } from "../src/dispatch/pump.ts";
+import type { WebSocketConnection } from "../src/transport/tcp_connection.ts";
 import { handle } from "./dispatch_handler.ts";
 
 const HANDLER = new URL("./dispatch_handler.ts", import.meta.url);
@@ -52,17 +59,21 @@ interface Done {
   seqs: number[];
 }
 
-/** Resolves on the handler's final report; collects latency batches from every worker. */
-function finalReport(timeoutMs: number): { promise: Promise<Done>; cancel(): void } {
+/**
+ * Resolves on the handlers' final reports (`dones` of them: one per connection); collects latency
+ * batches from every worker.
+ */
+function finalReport(timeoutMs: number, dones = 1): { promise: Promise<Done>; cancel(): void } {
   const bc = new BroadcastChannel("wse-bench-dispatch");
   const acc: Done = { starts: [], seqs: [] };
+  let left = dones;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const promise = new Promise<Done>((resolve, reject) => {
     timer = setTimeout(() => reject(new Error("benchmark run timed out")), timeoutMs);
     bc.onmessage = (e) => {
       acc.starts.push(...e.data.starts);
       acc.seqs.push(...e.data.seqs);
-      if (e.data.done) {
+      if (e.data.done && --left === 0) {
         clearTimeout(timer);
         // stragglers from other workers
         setTimeout(() => {
@@ -147,13 +158,17 @@ async function engine(
   j: Job,
   workers: number,
   recv?: Float64Array,
-  own = false,
+  adapter: "whatwg" | "own" | "default" = "whatwg",
 ): Promise<[number, Done]> {
   const report = finalReport(120_000);
   let t0 = 0;
   const e = new WebSocketEngine({
     url: url(j),
-    adapter: own ? wseAdapter({ compression: false }) : stampingAdapter(recv),
+    adapter: adapter === "own"
+      ? wseAdapter({ compression: false })
+      : adapter === "whatwg"
+      ? stampingAdapter(recv)
+      : undefined, // the default: our own transport where Deno.connect exists
     reconnect: false,
     maxQueuedBytes: 1 << 30,
     client: {
@@ -218,6 +233,55 @@ async function direct(j: Job, workers: number): Promise<number> {
     report.cancel();
     await closeWs(ws);
     await pool.close(1000);
+  }
+}
+
+/**
+ * (f) and (g): `connections` connections of our own transport, their messages received through one
+ * dispatcher straight from the dispatch layer (no engine): a pool of 2 workers (sticky, as the
+ * server assigns) or handlers inline. Every connection opens first; then each asks for its share.
+ */
+async function manyConnections(
+  j: Job,
+  connections: number,
+  mode: "pool" | "inline",
+): Promise<number> {
+  const per = Math.ceil(j.n / connections);
+  const d = mode === "pool"
+    ? new PoolDispatcher({ module: HANDLER, count: 2, ringBytes: 4 << 20, assign: "sticky" })
+    : new InlineDispatcher({ onMessage: (m) => void (m.type === "binary" && handle(m.data)) });
+  await d.init();
+  const conns: WebSocketConnection[] = [];
+  const pumps: Promise<unknown>[] = [];
+  const report = finalReport(120_000, connections);
+  try {
+    for (let i = 0; i < connections; i += 100) {
+      const batch = await Promise.all(
+        Array.from(
+          { length: Math.min(100, connections - i) },
+          () => connect(url({ ...j, n: per }) + "&wait=1", { compression: false }),
+        ),
+      );
+      for (const ws of batch) {
+        conns.push(ws);
+        const dc = d.open({
+          id: `c${conns.length}`,
+          send: () => Promise.resolve(),
+          call: () => undefined,
+          reportError: (e) => console.error(e),
+        });
+        pumps.push(pump(ws, dc).done);
+      }
+    }
+    const t0 = performance.now();
+    for (const ws of conns) void ws.send("go");
+    await report.promise;
+    return (per * connections) / ((performance.now() - t0) / 1000);
+  } finally {
+    report.cancel();
+    await Promise.all(conns.map((ws) => ws.close(1000, "", 2000)));
+    await Promise.all(pumps);
+    await d.close(1000);
   }
 }
 
@@ -324,13 +388,39 @@ export async function main(flags: string[]): Promise<void> {
         add(
           g.group,
           "(b') wse inline, own transport",
-          (await engine(job(g.fast), 0, undefined, true))[0],
+          (await engine(job(g.fast), 0, undefined, "own"))[0],
         );
         add(
           g.group,
           `(c'') wse ${CORES} workers, own transport`,
-          (await engine(job(g.fast), CORES, undefined, true))[0],
+          (await engine(job(g.fast), CORES, undefined, "own"))[0],
         );
+        if (g.cpu === 0) {
+          add(
+            g.group,
+            "(c*) wse 2 workers, default options",
+            (await engine(job(g.fast), 2, undefined, "default"))[0],
+          );
+        }
+        if (g.cpu === 0 && g.size === 64) {
+          // Many connections through one dispatcher (the server's situation), no engine.
+          const conns = quick ? 200 : 1000;
+          add(
+            g.group,
+            `(f) ${conns} connections → pool of 2 workers`,
+            await manyConnections(job(g.fast), conns, "pool"),
+          );
+          add(
+            g.group,
+            `(f') ${conns} connections → inline`,
+            await manyConnections(job(g.fast), conns, "inline"),
+          );
+          add(
+            g.group,
+            "(g) 1 connection → pool of 2 workers",
+            await manyConnections(job(g.fast), 1, "pool"),
+          );
+        }
         if (g.cpu === 0) {
           add(g.group, `(c') pool ${CORES} workers, no engine`, await direct(job(g.fast), CORES));
         }
@@ -397,13 +487,19 @@ export async function main(flags: string[]): Promise<void> {
     cpu_2workers_vs_inline: rate("1 ms CPU 64 B", "(c) wse 2 workers") /
       rate("1 ms CPU 64 B", "(b)"),
     p99_added_latency_ms: p99,
+    // The engine as a user gets it (no adapter option: our transport), 2 workers ÷ the runtime's
+    // raw WebSocket.
+    pool_default_vs_runtime_raw_64: rate("no-op 64 B", "(c*)") / rate("no-op 64 B", "(a)"),
+    pool_own_vs_own_raw_64: rate("no-op 64 B", "(c'')") / rate("no-op 64 B", "(a')"),
+    pool_1000conns_vs_1conn_64: rate("no-op 64 B", "(f)") / rate("no-op 64 B", "(g)"),
+    recv_16k_own_vs_native: rate("no-op 16 KiB", "(a')") / rate("no-op 16 KiB", "(a)"),
   };
   await writeReport("dispatch", "Socket → onMessage dispatch (msg/s)", rows, ratios, {
     sets,
     quick,
     sender: "separate process, raw TCP, prebuilt frames, up to 1000 per write",
     through:
-      "WebSocketEngine with the workers option: (b)/(c) on the whatwg adapter (the default), (b')/(c'') on wseAdapter (our transport); (c') feeds PoolDispatcher straight from a WebSocket",
+      "WebSocketEngine with the workers option: (b)/(c) on the whatwg adapter, (b')/(c'') on wseAdapter (our transport), (c*) with no adapter option (our transport by default); (c') feeds PoolDispatcher straight from a WebSocket; (f)/(f')/(g) open many (or one) of our connections and pump them into one dispatcher, no engine",
     loadavg_start: load0,
     loadavg_end: Deno.loadavg(),
     cores: CORES,

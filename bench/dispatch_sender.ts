@@ -4,7 +4,8 @@
  * never the bottleneck. Prints its port on stdout.
  *
  * Each connection's query says what to send: `n` messages of `size` bytes, handler hint `cpu`
- * (ms of CPU per message), `rate` (msg/s, 0 = as fast as possible). Payload:
+ * (ms of CPU per message), `rate` (msg/s, 0 = as fast as possible), `wait=1` to wait for the
+ * client's first message before sending (so a receiver can open many connections first). Payload:
  * `[seq u32 BE][final u8][cpu u8][latency u8]...`.
  */
 
@@ -64,11 +65,15 @@ async function handle(conn: Deno.TcpConn): Promise<void> {
   const n = Number(q.get("n")), size = Math.max(8, Number(q.get("size")));
   const cpu = Number(q.get("cpu") ?? 0), rate = Number(q.get("rate") ?? 0);
   const last = n - 1;
+  let go!: () => void;
+  const started = new Promise<void>((r) => (go = r));
+  if (q.get("wait") !== "1") go();
   // drain what the client sends; answer its close frame and hang up
   let closed = false;
   const reading = (async () => {
     try {
       for (let n; (n = await conn.read(buf)) !== null;) {
+        if (n > 0 && (buf[0] & 0x0f) !== 8) go();
         if (n > 0 && (buf[0] & 0x0f) === 8) {
           closed = true;
           await writeAll(conn, Uint8Array.of(0x88, 2, 0x03, 0xe8));
@@ -78,7 +83,9 @@ async function handle(conn: Deno.TcpConn): Promise<void> {
       }
     } catch { /* reset */ }
     closed = true;
+    go();
   })();
+  await started;
   try {
     if (rate === 0) {
       const per = Math.max(1, Math.min(1000, Math.floor((1 << 20) / (size + 10))));

@@ -277,6 +277,15 @@ export function takeFor(ctl: Int32Array, ring: Int32Array, slot: number, gen: nu
 /** Marks a record done without touching its lane (lease takes, dropped messages). */
 function done(ctl: Int32Array, ring: Int32Array, pos: number): void {
   Atomics.store(ring, (pos >> 2) + R.STATE, ST_DONE);
+  // A main thread waiting for room is woken once per 32 records freed (it waits for a quarter
+  // of the ring anyway); a reader about to sleep wakes it for the rest (wakeMain).
+  if (Atomics.load(ctl, C.MAIN_WAITING) !== 0 && (Atomics.add(ctl, C.FREED, 1) & 31) === 31) {
+    Atomics.notify(ctl, C.FREED);
+  }
+}
+
+/** Wakes a main thread waiting for room: a reader found nothing more to take. */
+export function wakeMain(ctl: Int32Array): void {
   if (Atomics.load(ctl, C.MAIN_WAITING) !== 0) {
     Atomics.add(ctl, C.FREED, 1);
     Atomics.notify(ctl, C.FREED);

@@ -224,16 +224,21 @@ export class RingWriter {
     }
   }
 
-  /** Resolves once a record was freed since the last full `write` (or the writer closed). */
+  /**
+   * Resolves once a quarter of the ring was freed since the last full `write` (or all of it, or
+   * the side channel), or the writer closed. Waiting for a quarter, not for one record, lets the
+   * readers run a batch instead of ping-ponging with the writer record by record.
+   */
   async writable(): Promise<void> {
     const ctl = this.ctl;
     this.publish();
+    const target = this.#usedAtFull - (this.#cap >> 2);
     for (let i = 0; i < 1e9 && !this.#closed; i++) {
       Atomics.store(ctl, C.MAIN_WAITING, 1);
       try {
         const seen = Atomics.load(ctl, C.FREED);
         this.#reclaim();
-        if (this.#used < this.#usedAtFull || this.#used === 0) return;
+        if (this.#used <= target || this.#used === 0) return;
         if (this.#sideRecord >= 0 && this.#sideFree()) {
           this.#sideRecord = -1; // the side channel is free: a waiting oversize message fits now
           return;
