@@ -28,7 +28,7 @@
  */
 import { Buffer } from "node:buffer";
 import { Redis, type RedisOptions } from "ioredis";
-import { type Deferred, deferred } from "../../util/async.ts";
+import { deferred } from "../../util/async.ts";
 import {
   type AliveEntry,
   type Broker,
@@ -177,7 +177,16 @@ type Pipe = ReturnType<Redis["pipeline"]> & Scripts;
 /** A command waiting for the next pipelined write. */
 interface Queued {
   add(pipe: Pipe): void;
-  done: Deferred<Reply>;
+  resolve(reply: Reply): void;
+  reject(error: BrokerError): void;
+}
+
+/** Commands written together; settled once, by their replies or by a lost connection. */
+interface Batch {
+  readonly items: Queued[];
+  settled: boolean;
+  /** Resolves when the batch is settled either way (for a graceful close). */
+  readonly done: Promise<void>;
 }
 
 interface ChannelEntry {
@@ -247,9 +256,11 @@ export class RedisBroker implements Broker {
   #lastError: Error = new BrokerUnavailableError("redis connection lost");
   #queue: Queued[] = [];
   #flushScheduled = false;
-  readonly #inFlight = new Set<Deferred<Reply>>();
+  readonly #inFlight = new Set<Batch>();
   readonly #channels = new Map<string, ChannelEntry>();
   readonly #listeners = new Set<(event: BrokerEvent) => void>();
+  #lastChannelBytes: Buffer | undefined;
+  #lastChannel = "";
   readonly #epochBase = Array.from(
     crypto.getRandomValues(new Uint8Array(6)),
     (b) => b.toString(16).padStart(2, "0"),
@@ -370,8 +381,8 @@ export class RedisBroker implements Broker {
   #failPending(error: BrokerUnavailableError): void {
     const queued = this.#queue;
     this.#queue = [];
-    for (const q of queued) q.done.reject(error);
-    for (const d of this.#inFlight) d.reject(error);
+    for (const q of queued) q.reject(error);
+    for (const batch of this.#inFlight) this.#settle(batch, error);
     this.#inFlight.clear();
   }
 
@@ -434,51 +445,64 @@ export class RedisBroker implements Broker {
   /** Queues a command for the next pipelined write (this turn of the event loop). */
   #enqueue(add: (pipe: Pipe) => void): Promise<Reply> {
     if (this.#state !== "up") return Promise.reject(this.#unavailable());
-    const done = deferred<Reply>();
-    this.#queue.push({ add, done });
-    if (this.#queue.length >= this.#maxBatch) this.#flush();
-    else if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      queueMicrotask(() => {
-        this.#flushScheduled = false;
-        this.#flush();
-      });
-    }
-    return done.promise;
-  }
-
-  #flush(): void {
-    const batch = this.#queue;
-    if (batch.length === 0) return;
-    this.#queue = [];
-    const pipe = this.#cmd.pipeline() as Pipe;
-    for (const q of batch) {
-      q.add(pipe);
-      this.#inFlight.add(q.done);
-    }
-    pipe.exec().then(
-      (results) => {
-        for (let i = 0; i < batch.length; i++) {
-          const [err, value] = results?.[i] ?? [new Error("no reply"), undefined];
-          if (err) batch[i].done.reject(brokerError(err));
-          else batch[i].done.resolve(value);
-        }
-      },
-      (e) => {
-        for (const q of batch) q.done.reject(brokerError(e));
-      },
-    ).finally(() => {
-      for (const q of batch) this.#inFlight.delete(q.done);
+    return new Promise<Reply>((resolve, reject) => {
+      this.#queue.push({ add, resolve, reject });
+      if (this.#queue.length >= this.#maxBatch) this.#flush();
+      else if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        queueMicrotask(() => {
+          this.#flushScheduled = false;
+          this.#flush();
+        });
+      }
     });
   }
 
-  /** Runs one unbatched command (subscriptions), rejected like the batched ones on a drop. */
-  #run<T>(command: () => Promise<T>): Promise<T> {
+  #flush(): void {
+    const items = this.#queue;
+    if (items.length === 0) return;
+    this.#queue = [];
+    const pipe = this.#cmd.pipeline() as Pipe;
+    for (const q of items) q.add(pipe);
+    this.#track(items, pipe.exec());
+  }
+
+  /** Runs one command outside the batches (subscriptions), rejected like them on a drop. */
+  #run(command: () => Promise<unknown>): Promise<Reply> {
     if (this.#state !== "up") return Promise.reject(this.#unavailable());
-    const done = deferred<Reply>();
-    this.#inFlight.add(done);
-    command().then(done.resolve, (e) => done.reject(brokerError(e)));
-    return done.promise.finally(() => this.#inFlight.delete(done)) as Promise<T>;
+    return new Promise<Reply>((resolve, reject) => {
+      this.#track(
+        [{ add() {}, resolve, reject }],
+        command().then((reply) => [[null, reply]], (e) => [[e, undefined]]),
+      );
+    });
+  }
+
+  /** Settles `items` with the replies of `exec`, unless a lost connection settled them first. */
+  #track(items: Queued[], exec: Promise<[Error | null, unknown][] | null>): void {
+    let markDone!: () => void;
+    const batch: Batch = { items, settled: false, done: new Promise((r) => (markDone = r)) };
+    this.#inFlight.add(batch);
+    exec.then(
+      (results) => {
+        if (batch.settled) return;
+        batch.settled = true;
+        this.#inFlight.delete(batch);
+        for (let i = 0; i < items.length; i++) {
+          const [err, value] = results?.[i] ?? [new Error("no reply"), undefined];
+          if (err) items[i].reject(brokerError(err));
+          else items[i].resolve(value);
+        }
+      },
+      (e) => this.#settle(batch, brokerError(e)),
+    ).finally(markDone);
+  }
+
+  #settle(batch: Batch, error: BrokerError): void {
+    if (batch.settled) return;
+    batch.settled = true;
+    this.#inFlight.delete(batch);
+    for (const q of batch.items) q.reject(error);
   }
 
   // ------------------------------------------------------------------ pub/sub
@@ -615,9 +639,14 @@ export class RedisBroker implements Broker {
   }
 
   #deliver(channelBytes: Buffer, message: Buffer): void {
-    const name = channelBytes.toString("utf8");
-    if (!name.startsWith(this.#prefix)) return;
-    const channel = name.slice(this.#prefix.length);
+    // Messages come in runs on one channel: compare bytes rather than decode the name each time.
+    if (!this.#lastChannelBytes?.equals(channelBytes)) {
+      const name = channelBytes.toString("utf8");
+      if (!name.startsWith(this.#prefix)) return;
+      this.#lastChannelBytes = channelBytes;
+      this.#lastChannel = name.slice(this.#prefix.length);
+    }
+    const channel = this.#lastChannel;
     const entry = this.#channels.get(channel);
     if (!entry || entry.handlers.size === 0) return;
     let msg: BrokerMessage;
@@ -703,7 +732,7 @@ export class RedisBroker implements Broker {
     if (wasUp && this.#inFlight.size) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
-        Promise.allSettled([...this.#inFlight].map((d) => d.promise)),
+        Promise.all([...this.#inFlight].map((b) => b.done)),
         new Promise((r) => (timer = setTimeout(r, this.#closeTimeoutMs))),
       ]);
       clearTimeout(timer);

@@ -147,3 +147,29 @@ redisTest("redis broker: close while Redis is down leaves nothing running", asyn
   await broker.close();
   assert.equal(broker.state, "closed");
 });
+
+redisTest(
+  "redis broker: a lost subscriber connection alone is a down and an up, resubscribed",
+  async (redis) => {
+    const broker = await connectBroker(redis);
+    try {
+      const events = recordEvents(broker);
+      const got = collector();
+      await broker.subscribe("a", got.handler);
+      await broker.subscribe("b", got.handler);
+      // Redis drops every connection in subscriber mode: only the broker's second connection.
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: redis.port });
+      await conn.write(new TextEncoder().encode("CLIENT KILL TYPE pubsub\r\n"));
+      await conn.read(new Uint8Array(64));
+      conn.close();
+      await until(() => events.some((e) => e.type === "up"), 15_000, "the resubscription");
+      assert.deepEqual(events.map((e) => e.type), ["down", "up"]);
+      assert.deepEqual(events[1], { type: "up", resubscribed: 2 });
+      assert.equal(await broker.publish("a", new Uint8Array([1])), 1);
+      assert.equal(await broker.publish("b", new Uint8Array([2])), 1);
+      await until(() => got.messages.length === 2, 5000, "both messages");
+    } finally {
+      await broker.close();
+    }
+  },
+);
