@@ -37,7 +37,9 @@ const TERM_TIMEOUT_MS = 5_000;
  * ```
  */
 export class RedisServerNotInstalledError extends Error {
+  /** Always `"RedisServerNotInstalledError"`. */
   override name = "RedisServerNotInstalledError";
+  /** Names the missing `binary` and the package that provides it. */
   constructor(binary: string) {
     super(
       `"${binary}" was not found on PATH: install the Debian package redis-server ` +

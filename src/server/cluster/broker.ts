@@ -323,6 +323,7 @@ export interface Broker {
  * ```
  */
 export class BrokerError extends Error {
+  /** Always `"BrokerError"`. */
   override name = "BrokerError";
 }
 
@@ -336,6 +337,7 @@ export class BrokerError extends Error {
  * ```
  */
 export class BrokerUnavailableError extends BrokerError {
+  /** Always `"BrokerUnavailableError"`. */
   override name = "BrokerUnavailableError";
 }
 
@@ -349,5 +351,6 @@ export class BrokerUnavailableError extends BrokerError {
  * ```
  */
 export class BrokerClosedError extends BrokerUnavailableError {
+  /** Always `"BrokerClosedError"`. */
   override name = "BrokerClosedError";
 }
