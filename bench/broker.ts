@@ -11,7 +11,9 @@
  *   `maxBatch: 1` (the same code, one write per publish), and `publishWithHistory` (the Lua
  *   script, stream capped at 1,000).
  *
- * Every configuration runs once per set, sets back to back; reported rates are set medians.
+ * All configurations stay connected for the whole run and take turns: each round runs each of
+ * them once (rotated order), after one unrecorded warm-up round; reported rates are the medians
+ * of the rounds.
  */
 import { Redis as IoRedis } from "ioredis";
 // Only this comparison uses node-redis; the import map holds the client the broker uses.
@@ -22,7 +24,6 @@ import { startRedisServer } from "../src/testing/redis_server.ts";
 import { median, type Row, writeReport } from "./lib/report.ts";
 
 const PAYLOAD = new Uint8Array(100).fill(0x61);
-const CHANNEL = "bench";
 
 /** One client library behind the same three operations. */
 interface Pair {
@@ -34,22 +35,22 @@ interface Pair {
   close(): Promise<void>;
 }
 
-function ioredisPair(url: string, pipelined: boolean): Pair {
+function ioredisPair(url: string, channel: string, pipelined: boolean): Pair {
   const pub = new IoRedis(url);
   const sub = new IoRedis(url);
   const buf = Buffer.from(PAYLOAD);
   return {
     async listen(onMessage) {
       sub.on("messageBuffer", onMessage);
-      await sub.subscribe(CHANNEL);
+      await sub.subscribe(channel);
     },
-    publish: () => pub.publish(CHANNEL, buf),
+    publish: () => pub.publish(channel, buf),
     flood: pipelined
       ? async (n) => {
         const batches: Promise<unknown>[] = [];
         for (let i = 0; i < n; i += 1000) {
           const p = pub.pipeline();
-          for (let j = i; j < Math.min(n, i + 1000); j++) p.publish(CHANNEL, buf);
+          for (let j = i; j < Math.min(n, i + 1000); j++) p.publish(channel, buf);
           batches.push(p.exec());
         }
         await Promise.all(batches);
@@ -61,23 +62,27 @@ function ioredisPair(url: string, pipelined: boolean): Pair {
   };
 }
 
-function nodeRedisPair(url: string): Pair {
+function nodeRedisPair(url: string, channel: string): Pair {
   const pub = createClient({ url });
   const sub = createClient({ url });
   const buf = Buffer.from(PAYLOAD);
   return {
     async listen(onMessage) {
       await Promise.all([pub.connect(), sub.connect()]);
-      await sub.subscribe(CHANNEL, onMessage, true);
+      await sub.subscribe(channel, onMessage, true);
     },
-    publish: () => pub.publish(CHANNEL, buf),
+    publish: () => pub.publish(channel, buf),
     async close() {
       await Promise.all([pub.close(), sub.close()]);
     },
   };
 }
 
-function brokerPair(url: string, mode: "batched" | "unbatched" | "history"): Pair {
+function brokerPair(
+  url: string,
+  channel: string,
+  mode: "batched" | "unbatched" | "history",
+): Pair {
   let pub: RedisBroker | undefined;
   let sub: RedisBroker | undefined;
   const history = { size: 1000, ttlMs: 60_000 };
@@ -85,23 +90,28 @@ function brokerPair(url: string, mode: "batched" | "unbatched" | "history"): Pai
     async listen(onMessage) {
       pub = await RedisBroker.connect({ url, maxBatch: mode === "unbatched" ? 1 : undefined });
       sub = await RedisBroker.connect({ url });
-      await sub.subscribe(CHANNEL, onMessage);
+      await sub.subscribe(channel, onMessage);
     },
     publish: () =>
       mode === "history"
-        ? pub!.publishWithHistory(CHANNEL, PAYLOAD, history)
-        : pub!.publish(CHANNEL, PAYLOAD),
+        ? pub!.publishWithHistory(channel, PAYLOAD, history)
+        : pub!.publish(channel, PAYLOAD),
     async close() {
       await Promise.all([pub?.close(), sub?.close()]);
     },
   };
 }
 
-async function measure(
-  pair: Pair,
-  rttN: number,
-  floodN: number,
-): Promise<{ rtt: number; flood: number }> {
+/** A pair, listening, that can time round trips and floods repeatedly. */
+interface Probe {
+  /** Milliseconds for `n` serial round trips. */
+  rtt(n: number): Promise<number>;
+  /** Milliseconds from the first of `n` unawaited publishes until all `n` arrived. */
+  flood(n: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+async function probe(pair: Pair): Promise<Probe> {
   let received = 0;
   let wake: (() => void) | undefined;
   let want = 0;
@@ -114,57 +124,72 @@ async function measure(
       wake = resolve;
       if (received >= n) resolve();
     });
-  const t0 = performance.now();
-  for (let i = 0; i < rttN; i++) {
-    const got = until(received + 1);
-    await pair.publish();
-    await got;
-  }
-  const rtt = rttN / ((performance.now() - t0) / 1000);
-  const base = received;
-  const t1 = performance.now();
-  const all = until(base + floodN);
-  if (pair.flood) {
-    await pair.flood(floodN);
-  } else {
-    const pending: Promise<unknown>[] = [];
-    for (let i = 0; i < floodN; i++) pending.push(pair.publish());
-    await Promise.all(pending);
-  }
-  await all;
-  const flood = floodN / ((performance.now() - t1) / 1000);
-  await pair.close();
-  return { rtt, flood };
+  return {
+    async rtt(n) {
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) {
+        const got = until(received + 1);
+        await pair.publish();
+        await got;
+      }
+      return performance.now() - t0;
+    },
+    async flood(n) {
+      const t0 = performance.now();
+      const all = until(received + n);
+      if (pair.flood) {
+        await pair.flood(n);
+      } else {
+        const pending: Promise<unknown>[] = [];
+        for (let i = 0; i < n; i++) pending.push(pair.publish());
+        await Promise.all(pending);
+      }
+      await all;
+      return performance.now() - t0;
+    },
+    close: () => pair.close(),
+  };
 }
 
 /** Runs the comparison and writes `bench/results/broker.*`. */
 export async function main(flags: string[]): Promise<void> {
   const quick = flags.includes("--quick");
-  const sets = quick ? 3 : 5;
-  const rttN = quick ? 2_000 : 10_000;
-  const floodN = quick ? 20_000 : 100_000;
+  const rounds = quick ? 5 : 15;
+  const rttN = quick ? 500 : 2_000;
+  const floodN = quick ? 5_000 : 20_000;
   const redis = await startRedisServer();
-  const makers: [string, (url: string) => Pair][] = [
-    ["ioredis", (url) => ioredisPair(url, false)],
-    ["ioredis pipeline()", (url) => ioredisPair(url, true)],
-    ["node-redis", (url) => nodeRedisPair(url)],
-    ["RedisBroker", (url) => brokerPair(url, "batched")],
-    ["RedisBroker maxBatch 1", (url) => brokerPair(url, "unbatched")],
-    ["RedisBroker publishWithHistory", (url) => brokerPair(url, "history")],
+  // Each configuration on its own channel: they are all subscribed at once.
+  const makers: [string, (url: string, channel: string) => Pair][] = [
+    ["ioredis", (url, ch) => ioredisPair(url, ch, false)],
+    ["ioredis pipeline()", (url, ch) => ioredisPair(url, ch, true)],
+    ["node-redis", (url, ch) => nodeRedisPair(url, ch)],
+    ["RedisBroker", (url, ch) => brokerPair(url, ch, "batched")],
+    ["RedisBroker maxBatch 1", (url, ch) => brokerPair(url, ch, "unbatched")],
+    ["RedisBroker publishWithHistory", (url, ch) => brokerPair(url, ch, "history")],
   ];
   // Round trips do not depend on the write batching: only these are timed for them.
   const rttRows = ["ioredis", "node-redis", "RedisBroker", "RedisBroker publishWithHistory"];
   const rtt = new Map<string, number[]>();
   const flood = new Map<string, number[]>();
+  const probes: [string, Probe][] = [];
   try {
-    for (let s = 0; s < sets; s++) {
-      for (const [name, make] of makers) {
-        const r = await measure(make(redis.url), rttRows.includes(name) ? rttN : 0, floodN);
-        rtt.set(name, [...(rtt.get(name) ?? []), r.rtt]);
-        flood.set(name, [...(flood.get(name) ?? []), r.flood]);
+    for (const [i, [name, make]] of makers.entries()) {
+      probes.push([name, await probe(make(redis.url, `bench${i}`))]);
+    }
+    // Round -1 warms the JIT up and is not recorded. Every round runs each configuration once,
+    // in a rotated order, so a slow spell of the shared machine spreads over all of them.
+    for (let round = -1; round < rounds; round++) {
+      for (let k = 0; k < probes.length; k++) {
+        const [name, p] = probes[(k + Math.max(0, round)) % probes.length];
+        const rttMs = rttRows.includes(name) ? await p.rtt(rttN) : 0;
+        const floodMs = await p.flood(floodN);
+        if (round < 0) continue;
+        if (rttMs) rtt.set(name, [...(rtt.get(name) ?? []), rttN / (rttMs / 1000)]);
+        flood.set(name, [...(flood.get(name) ?? []), floodN / (floodMs / 1000)]);
       }
     }
   } finally {
+    for (const [, p] of probes) await p.close();
     await redis.stop();
   }
   const rows: Row[] = [];
@@ -204,11 +229,11 @@ export async function main(flags: string[]): Promise<void> {
     },
     {
       quick,
-      sets,
+      rounds,
       rttN,
       floodN,
       method:
-        "publisher and subscriber are two connections of the same library in this process; rtt = serial publish then wait for the subscriber; flood = N publishes issued without waiting, timed until the subscriber has all N; medians of back-to-back sets",
+        "publisher and subscriber are two connections of the same library in this process; rtt = serial publish then wait for the subscriber; flood = N publishes issued without waiting, timed until the subscriber has all N; all configurations connected at once, taking turns round by round (rotated order, one warm-up round not recorded); medians of the rounds",
     },
   );
 }

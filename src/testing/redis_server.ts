@@ -93,6 +93,13 @@ export interface RedisServer {
   readonly running: boolean;
   /** Kills the process with SIGKILL (no shutdown, no save); the port and directory are kept. */
   crash(): Promise<void>;
+  /**
+   * Stops the process with SIGSTOP: connections stay open and nothing answers, as with a hung
+   * server or a silent network. {@linkcode RedisServer.resume} undoes it.
+   */
+  pause(): void;
+  /** Continues a paused process (SIGCONT). */
+  resume(): void;
   /** Stops the process if it runs (SIGTERM), then starts it again on the same port. */
   restart(): Promise<void>;
   /** Stops the process and removes its directory. Safe to call twice. */
@@ -236,6 +243,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     if (!proc) return;
     child = undefined;
     try {
+      proc.kill("SIGCONT"); // a paused process would not act on SIGTERM
       proc.kill(signal);
     } catch { /* already exited */ }
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -282,6 +290,8 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       return child !== undefined;
     },
     crash: () => halt("SIGKILL"),
+    pause: () => child?.kill("SIGSTOP"),
+    resume: () => child?.kill("SIGCONT"),
     async restart() {
       if (stopped) throw new Error("this redis-server was stopped");
       await halt("SIGTERM");

@@ -76,6 +76,11 @@ export interface RedisBrokerOptions {
   historyMetaTtlMs?: number;
   /** How long `close` waits for in-flight operations before cutting the connection; 2000 ms. */
   closeTimeoutMs?: number;
+  /**
+   * How long a command may wait for its reply before the connection counts as lost (a hung
+   * Redis closes nothing); default 5000 ms. The connection is then reopened.
+   */
+  commandTimeoutMs?: number;
 }
 
 // Publish with history, after Centrifugo's broker_history_add_stream.lua. The offset counter
@@ -174,9 +179,13 @@ interface Scripts {
 }
 type Pipe = ReturnType<Redis["pipeline"]> & Scripts;
 
-/** A command waiting for the next pipelined write. */
+/**
+ * A command waiting for the next write. `send` issues it on a pipeline, or, alone in its batch,
+ * on the client itself (same methods; there each returns the reply's promise), which skips the
+ * pipeline's own bookkeeping on the round-trip path.
+ */
 interface Queued {
-  add(pipe: Pipe): void;
+  send(target: Pipe): unknown;
   resolve(reply: Reply): void;
   reject(error: BrokerError): void;
 }
@@ -184,6 +193,10 @@ interface Queued {
 /** Commands written together; settled once, by their replies or by a lost connection. */
 interface Batch {
   readonly items: Queued[];
+  /** The connection it was written to. */
+  readonly client: Redis;
+  /** `performance.now()` when it was written. */
+  readonly sentAt: number;
   settled: boolean;
   /** Resolves when the batch is settled either way (for a graceful close). */
   readonly done: Promise<void>;
@@ -244,6 +257,8 @@ export class RedisBroker implements Broker {
   readonly #maxBatch: number;
   readonly #metaTtlMs: number;
   readonly #closeTimeoutMs: number;
+  readonly #commandTimeoutMs: number;
+  #watchdog: ReturnType<typeof setTimeout> | undefined;
   #state: BrokerState | "connecting" = "connecting";
   #cmdReady = false;
   #subReady = false;
@@ -272,6 +287,7 @@ export class RedisBroker implements Broker {
     this.#maxBatch = Math.max(1, options.maxBatch ?? 1024);
     this.#metaTtlMs = options.historyMetaTtlMs ?? 30 * 24 * 3600_000;
     this.#closeTimeoutMs = options.closeTimeoutMs ?? 2000;
+    this.#commandTimeoutMs = Math.max(1, options.commandTimeoutMs ?? 5000);
     const min = options.reconnectMinDelayMs ?? 50;
     const max = options.reconnectMaxDelayMs ?? 2000;
     const clientOptions: RedisOptions = {
@@ -384,6 +400,8 @@ export class RedisBroker implements Broker {
     for (const q of queued) q.reject(error);
     for (const batch of this.#inFlight) this.#settle(batch, error);
     this.#inFlight.clear();
+    clearTimeout(this.#watchdog);
+    this.#watchdog = undefined;
   }
 
   async #resubscribe(generation: number): Promise<void> {
@@ -443,10 +461,10 @@ export class RedisBroker implements Broker {
   // ------------------------------------------------------------------ batched commands
 
   /** Queues a command for the next pipelined write (this turn of the event loop). */
-  #enqueue(add: (pipe: Pipe) => void): Promise<Reply> {
+  #enqueue(send: (target: Pipe) => unknown): Promise<Reply> {
     if (this.#state !== "up") return Promise.reject(this.#unavailable());
     return new Promise<Reply>((resolve, reject) => {
-      this.#queue.push({ add, resolve, reject });
+      this.#queue.push({ send, resolve, reject });
       if (this.#queue.length >= this.#maxBatch) this.#flush();
       else if (!this.#flushScheduled) {
         this.#flushScheduled = true;
@@ -462,9 +480,14 @@ export class RedisBroker implements Broker {
     const items = this.#queue;
     if (items.length === 0) return;
     this.#queue = [];
+    if (items.length === 1) {
+      const reply = items[0].send(this.#cmd as unknown as Pipe) as Promise<unknown>;
+      this.#track(this.#cmd, items, reply.then((r) => [[null, r]], (e) => [[e, undefined]]));
+      return;
+    }
     const pipe = this.#cmd.pipeline() as Pipe;
-    for (const q of items) q.add(pipe);
-    this.#track(items, pipe.exec());
+    for (const q of items) q.send(pipe);
+    this.#track(this.#cmd, items, pipe.exec());
   }
 
   /** Runs one command outside the batches (subscriptions), rejected like them on a drop. */
@@ -472,17 +495,29 @@ export class RedisBroker implements Broker {
     if (this.#state !== "up") return Promise.reject(this.#unavailable());
     return new Promise<Reply>((resolve, reject) => {
       this.#track(
-        [{ add() {}, resolve, reject }],
+        this.#sub,
+        [{ send() {}, resolve, reject }],
         command().then((reply) => [[null, reply]], (e) => [[e, undefined]]),
       );
     });
   }
 
   /** Settles `items` with the replies of `exec`, unless a lost connection settled them first. */
-  #track(items: Queued[], exec: Promise<[Error | null, unknown][] | null>): void {
+  #track(
+    client: Redis,
+    items: Queued[],
+    exec: Promise<[Error | null, unknown][] | null>,
+  ): void {
     let markDone!: () => void;
-    const batch: Batch = { items, settled: false, done: new Promise((r) => (markDone = r)) };
+    const batch: Batch = {
+      items,
+      client,
+      sentAt: performance.now(),
+      settled: false,
+      done: new Promise((r) => (markDone = r)),
+    };
     this.#inFlight.add(batch);
+    if (this.#watchdog === undefined) this.#armWatchdog(this.#commandTimeoutMs);
     exec.then(
       (results) => {
         if (batch.settled) return;
@@ -496,6 +531,32 @@ export class RedisBroker implements Broker {
       },
       (e) => this.#settle(batch, brokerError(e)),
     ).finally(markDone);
+  }
+
+  /**
+   * A Redis that hangs (stopped, overloaded, a dead peer behind a silent network) closes nothing:
+   * without this, its replies would be awaited forever. When the oldest batch in flight has
+   * waited `commandTimeoutMs`, its connection is dropped and reopened, which is a `"down"`.
+   * One timer for all batches, armed only while something is in flight.
+   */
+  #armWatchdog(ms: number): void {
+    this.#watchdog = setTimeout(() => {
+      this.#watchdog = undefined;
+      const oldest = this.#inFlight.values().next().value;
+      if (!oldest) return;
+      const waited = performance.now() - oldest.sentAt;
+      if (waited < this.#commandTimeoutMs) {
+        this.#armWatchdog(this.#commandTimeoutMs - waited);
+        return;
+      }
+      this.#lastError = new BrokerUnavailableError(
+        `redis did not answer within ${this.#commandTimeoutMs} ms`,
+      );
+      // Destroyed, not ended: a hung peer would never answer a FIN. The close that follows fails
+      // everything in flight, and ioredis reconnects.
+      oldest.client.stream?.destroy();
+      if (this.#inFlight.size) this.#armWatchdog(this.#commandTimeoutMs);
+    }, Math.max(1, ms));
   }
 
   #settle(batch: Batch, error: BrokerError): void {

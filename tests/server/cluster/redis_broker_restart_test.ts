@@ -173,3 +173,27 @@ redisTest(
     }
   },
 );
+
+redisTest(
+  "redis broker: a hung Redis is a down after commandTimeoutMs, and an up once it answers",
+  async (redis) => {
+    const broker = await connectBroker(redis, { commandTimeoutMs: 300 });
+    try {
+      const events = recordEvents(broker);
+      assert.equal(await broker.publish("c", new Uint8Array([1])), 0);
+      redis.pause();
+      const hung = broker.publish("c", new Uint8Array([2]));
+      await assert.rejects(hung, BrokerUnavailableError);
+      assert.equal(broker.state, "down");
+      assert.equal(events[0]?.type, "down");
+      assert.match(events[0]?.type === "down" ? events[0].error.message : "", /did not answer/);
+      await assert.rejects(broker.publish("c", new Uint8Array([3])), BrokerUnavailableError);
+      redis.resume();
+      await until(() => broker.state === "up", 15_000, "the broker back up");
+      assert.equal(await broker.publish("c", new Uint8Array([4])), 0);
+    } finally {
+      redis.resume();
+      await broker.close();
+    }
+  },
+);
