@@ -1,6 +1,9 @@
 /**
- * A test kit for users' own tests: a restartable, fault-injecting echo server on 127.0.0.1
- * ({@linkcode startEchoServer}).
+ * The public test kit: servers to run users' own tests against, on 127.0.0.1.
+ *
+ * - {@linkcode startEchoServer}: a restartable, fault-injecting WebSocket echo server.
+ * - {@linkcode startRedisServer}: a throwaway `redis-server` (Debian package redis-server) that
+ *   can crash and come back on the same port.
  *
  * @example
  * ```ts
@@ -14,3 +17,10 @@
  */
 
 export { type EchoServer, startEchoServer } from "./echo_server.ts";
+export {
+  type RedisServer,
+  redisServerInstalled,
+  RedisServerNotInstalledError,
+  type RedisServerOptions,
+  startRedisServer,
+} from "./redis_server.ts";
