@@ -9,10 +9,12 @@
 import type { HandlerContext, PauseLease, TraceCarrier } from "../dispatch/types.ts";
 import type { OutgoingData, WireMessage } from "../transport/types.ts";
 import type { StreamAddr } from "../transport/tcp_stream.ts";
-import { SendBufferError, UnknownConnectionError } from "./errors.ts";
+import { NodeUnavailableError, SendBufferError, UnknownConnectionError } from "./errors.ts";
+import type { StreamPosition } from "./cluster/broker.ts";
+import type { RecoveryResult } from "./server.ts";
 
 /** The server's errors, restored as their classes in a worker (`instanceof` works there too). */
-export const errors = { UnknownConnectionError, SendBufferError };
+export const errors = { UnknownConnectionError, SendBufferError, NodeUnavailableError };
 
 /**
  * What `onConnect` gets about a new connection (structured-cloneable: it crosses to workers).
@@ -119,8 +121,15 @@ export interface ServerHandle {
     data: OutgoingData,
     options?: { except?: string | readonly string[] },
   ): Promise<number>;
-  /** Subscribes a connection to a topic (dropped when it disconnects). */
-  subscribe(id: string, topic: string): Promise<void>;
+  /**
+   * Subscribes a connection to a topic (dropped when it disconnects). On a topic with history,
+   * `since` (the client's last position) first delivers what it missed, or says it cannot.
+   */
+  subscribe(
+    id: string,
+    topic: string,
+    options?: { since?: StreamPosition },
+  ): Promise<RecoveryResult | undefined>;
   /** Unsubscribes a connection from a topic. */
   unsubscribe(id: string, topic: string): Promise<void>;
   /** Closes a connection with a close frame; resolves once the close handshake ended. */
@@ -158,8 +167,11 @@ export interface ServerContext {
   readonly trace?: TraceCarrier;
   /** Sends on this connection. */
   send(data: OutgoingData): Promise<void>;
-  /** Subscribes this connection to `topic`. */
-  subscribe(topic: string): Promise<void>;
+  /** Subscribes this connection to `topic` (see {@linkcode ServerHandle.subscribe}). */
+  subscribe(
+    topic: string,
+    options?: { since?: StreamPosition },
+  ): Promise<RecoveryResult | undefined>;
   /** Unsubscribes this connection from `topic`. */
   unsubscribe(topic: string): Promise<void>;
   /** Closes this connection. */
@@ -220,7 +232,8 @@ export function context(base: HandlerContext): ServerContext {
     send: (id, data) => call("send", id, data) as Promise<void>,
     broadcast: (data, o) => call("broadcast", data, o?.except) as Promise<number>,
     publish: (topic, data, o) => call("publish", topic, data, o?.except) as Promise<number>,
-    subscribe: (id, topic) => call("subscribe", id, topic) as Promise<void>,
+    subscribe: (id, topic, o) =>
+      call("subscribe", id, topic, o?.since ?? null) as Promise<RecoveryResult | undefined>,
     unsubscribe: (id, topic) => call("unsubscribe", id, topic) as Promise<void>,
     close: (id, code, reason) => call("close", id, code, reason) as Promise<void>,
     terminate: (id) => call("terminate", id) as Promise<void>,
@@ -231,7 +244,7 @@ export function context(base: HandlerContext): ServerContext {
   return Object.assign(base, {
     id,
     server,
-    subscribe: (topic: string) => server.subscribe(id, topic),
+    subscribe: (topic: string, o?: { since?: StreamPosition }) => server.subscribe(id, topic, o),
     unsubscribe: (topic: string) => server.unsubscribe(id, topic),
     close: (code?: number, reason?: string) => server.close(id, code, reason),
   });

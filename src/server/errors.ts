@@ -93,3 +93,26 @@ export class ServerOptionError extends TypeError {
     this.rule = rule;
   }
 }
+
+/**
+ * A connection id names a node that is down or not in the cluster: the operation cannot reach
+ * it. A kind of {@linkcode UnknownConnectionError}; `node` names the node.
+ *
+ * @example
+ * ```ts
+ * import { NodeUnavailableError, UnknownConnectionError } from "./errors.ts";
+ * const e = new NodeUnavailableError("b.AAAAAAAAAAAAAAAA", "b", "the node is down");
+ * console.log(e instanceof UnknownConnectionError, e.node); // true "b"
+ * ```
+ */
+export class NodeUnavailableError extends UnknownConnectionError {
+  /** Always `"NodeUnavailableError"`. */
+  override name = "NodeUnavailableError";
+  /** The node the id names. */
+  readonly node: string;
+  /** `id` (may be "" for a request to the node itself), its `node`, and why. */
+  constructor(id: string, node: string, why: string) {
+    super(id, `node "${node}": ${why}`);
+    this.node = node;
+  }
+}

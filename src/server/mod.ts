@@ -24,7 +24,34 @@
  * @module
  */
 
-export { createServer, Server, type ServerEvents, type ServerState } from "./server.ts";
+export {
+  createServer,
+  formatHistoryEvent,
+  type HistoryEvent,
+  type RecoveryResult,
+  Server,
+  type ServerEvents,
+  type ServerState,
+} from "./server.ts";
+export type { ClusterCount, ClusterOptions, NodeInfo } from "./cluster/cluster.ts";
+export {
+  type AliveEntry,
+  type Broker,
+  BrokerClosedError,
+  BrokerError,
+  type BrokerEvent,
+  type BrokerMessage,
+  type BrokerState,
+  BrokerUnavailableError,
+  type HistoryMessage,
+  type HistoryOptions,
+  type HistoryPublish,
+  type HistoryQuery,
+  type HistoryResult,
+  type MessageHandler,
+  type StreamPosition,
+} from "./cluster/broker.ts";
+export { RedisBroker, type RedisBrokerOptions } from "./cluster/redis_broker.ts";
 export type { ServerOptions } from "./options.ts";
 export type {
   ConnectInfo,
@@ -34,7 +61,12 @@ export type {
   ServerHandle,
   ServerHandlers,
 } from "./context.ts";
-export { SendBufferError, ServerOptionError, UnknownConnectionError } from "./errors.ts";
+export {
+  NodeUnavailableError,
+  SendBufferError,
+  ServerOptionError,
+  UnknownConnectionError,
+} from "./errors.ts";
 export type { PoolOptions } from "../dispatch/pool.ts";
 export { LeaseResumedError, type PauseLease, type TraceCarrier } from "../dispatch/types.ts";
 export type { DeflateOptions } from "../protocol/deflate.ts";

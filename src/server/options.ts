@@ -12,6 +12,7 @@ import type { WireMessage } from "../transport/types.ts";
 import type { ConnectInfo, DisconnectInfo, ServerContext } from "./context.ts";
 import { ServerOptionError } from "./errors.ts";
 import { NODE_NAME, randomNodeName } from "./ids.ts";
+import type { ClusterOptions } from "./cluster/cluster.ts";
 
 /**
  * Options of `createServer(options)`.
@@ -84,6 +85,12 @@ export interface ServerOptions {
   nodeId?: string;
   /** Budget for the handlers to finish when the server stops, in ms. Default 5 000. */
   stopTimeoutMs?: number;
+  /**
+   * Share one address space with the other nodes on the same broker: sends, closes and
+   * inspections by id reach any node; broadcasts and topics span them all; topics may keep a
+   * history to recover from. Give every node its own `nodeId`.
+   */
+  cluster?: ClusterOptions;
 }
 
 /** The options after defaults and validation. */
@@ -109,6 +116,7 @@ export interface ResolvedServerOptions {
   readonly fetch?: (request: Request) => Response | Promise<Response>;
   readonly nodeId: string;
   readonly stopTimeoutMs: number;
+  readonly cluster?: ClusterOptions;
 }
 
 const KNOWN = new Set([
@@ -127,6 +135,7 @@ const KNOWN = new Set([
   "fetch",
   "nodeId",
   "stopTimeoutMs",
+  "cluster",
 ]);
 
 function fail(field: string, rule: string, value: unknown): never {
@@ -152,6 +161,28 @@ function sameOrigin(origin: string | null, request: UpgradeRequest): boolean {
   } catch {
     return false;
   }
+}
+
+function clusterOptions(c: ClusterOptions | undefined): ClusterOptions | undefined {
+  if (c === undefined) return undefined;
+  if (typeof c !== "object" || c === null) fail("cluster", "must be an object", c);
+  for (const key of Object.keys(c)) {
+    if (!["broker", "heartbeatMs", "requestTimeoutMs", "history", "format"].includes(key)) {
+      fail(`cluster.${key}`, "is not a cluster option", key);
+    }
+  }
+  const b = c.broker as unknown as Record<string, unknown> | undefined;
+  if (typeof b !== "object" || b === null || typeof b.publish !== "function") {
+    fail("cluster.broker", "must be a Broker (e.g. await RedisBroker.connect({ url }))", c.broker);
+  }
+  positive("cluster.heartbeatMs", c.heartbeatMs, 1000);
+  positive("cluster.requestTimeoutMs", c.requestTimeoutMs, 5000);
+  for (const name of ["history", "format"] as const) {
+    if (c[name] !== undefined && typeof c[name] !== "function") {
+      fail(`cluster.${name}`, "must be a function", c[name]);
+    }
+  }
+  return c;
 }
 
 /**
@@ -257,5 +288,6 @@ export function resolveServerOptions(options: ServerOptions): ResolvedServerOpti
     fetch: o.fetch,
     nodeId,
     stopTimeoutMs: positive("stopTimeoutMs", o.stopTimeoutMs, 5_000),
+    cluster: clusterOptions(o.cluster),
   };
 }

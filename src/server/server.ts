@@ -38,6 +38,8 @@ import { wrapWebSocket } from "../transport/whatwg_adapter.ts";
 import { deferred, within } from "../util/async.ts";
 import { type ConnectInfo, type ConnectionInfo, context, type DisconnectInfo } from "./context.ts";
 import { SendBufferError, UnknownConnectionError } from "./errors.ts";
+import { Cluster, type ClusterCount, type ClusterHost, type NodeInfo } from "./cluster/cluster.ts";
+import type { StreamPosition } from "./cluster/broker.ts";
 import { newConnectionId } from "./ids.ts";
 import { type ResolvedServerOptions, resolveServerOptions, type ServerOptions } from "./options.ts";
 
@@ -71,8 +73,46 @@ export interface ServerEvents {
   disconnect: DisconnectInfo;
   /** A message to `id` was dropped by the send-buffer policy `"drop"`. */
   drop: { id: string; bytes: number };
-  /** A handler threw, or a worker died (`workerId` says where). */
-  error: { error: unknown; id?: string; workerId?: string };
+  /** A handler threw, a worker died (`workerId` says where), or the cluster lost something. */
+  error: { error: unknown; id?: string; workerId?: string; op?: string };
+  /** A node joined the cluster. */
+  nodeUp: { node: string };
+  /** A node left or went silent for two heartbeats: its ids are unreachable from now on. */
+  nodeDown: { node: string; reason: string };
+}
+
+/**
+ * What `subscribe` with `since` answers on a topic with history: the client got every message it
+ * missed (`missed` of them) before any newer one, or it cannot get them (`reason`: the history was
+ * lost, or the position left its window) and starts again from `position`.
+ */
+export type RecoveryResult =
+  | { readonly recovered: true; readonly missed: number; readonly position: StreamPosition }
+  | {
+    readonly recovered: false;
+    readonly reason: "epoch" | "window";
+    readonly position: StreamPosition;
+  };
+
+/** A message of a topic with history, or the news that the history cannot be recovered. */
+export type HistoryEvent =
+  | { topic: string; offset: number; epoch: string; data: OutgoingData }
+  | { topic: string; recovered: false; reason: "epoch" | "window"; offset: number; epoch: string };
+
+/**
+ * How topics with history reach clients by default: one JSON text message per event,
+ * `{"topic","offset","epoch","data"}` (binary data as base64 with `"binary": true`), or
+ * `{"topic","recovered":false,"reason","offset","epoch"}`. A client keeps the last
+ * `offset`/`epoch` it saw and sends them back when it reconnects, to any node.
+ */
+export function formatHistoryEvent(e: HistoryEvent): string {
+  if ("data" in e) {
+    if (typeof e.data === "string") return JSON.stringify(e);
+    let bin = "";
+    for (let i = 0; i < e.data.length; i++) bin += String.fromCharCode(e.data[i]);
+    return JSON.stringify({ ...e, data: btoa(bin), binary: true });
+  }
+  return JSON.stringify(e);
 }
 
 const ENCODER = new TextEncoder();
@@ -91,6 +131,8 @@ class Connection {
   messagesIn = 0;
   messagesOut = 0;
   bytesOut = 0;
+  /** Per topic with history: the last position delivered, and messages held while recovering. */
+  hist?: Map<string, { offset: number; epoch: string; held?: [StreamPosition, OutgoingData][] }>;
   /** Settles once the handlers' `onDisconnect` ran (or the dispatcher gave up). */
   readonly handled = deferred<void>();
   [ended] = false;
@@ -141,9 +183,12 @@ export class Server {
     disconnect: new Set(),
     drop: new Set(),
     error: new Set(),
+    nodeUp: new Set(),
+    nodeDown: new Set(),
   };
   readonly #listening = new Set<WebSocketServer>();
   readonly #upgrade: UpgradeOptions;
+  readonly #cluster?: Cluster;
   #state: ServerState = "starting";
   #stopping?: Promise<void>;
   #inbound = 0;
@@ -166,7 +211,8 @@ export class Server {
         maxQueued: 4096,
         maxQueuedPerConnection: 64,
       });
-    this.ready = this.#dispatcher.init().then(() => {
+    if (o.cluster) this.#cluster = new Cluster(this.#clusterHost(), o.cluster);
+    this.ready = this.#dispatcher.init().then(() => this.#cluster?.start()).then(() => {
       if (this.#state === "starting") this.#state = "ready";
     });
     this.ready.catch(() => {}); // reported to whoever awaits ready or listen
@@ -333,6 +379,7 @@ export class Server {
    * open, `SendBufferError` past the send-buffer limit.
    */
   send(id: string, data: OutgoingData): Promise<void> {
+    if (this.#cluster?.isRemote(id)) return this.#remote(() => this.#cluster!.send(id, data));
     const c = this.#conns.get(id);
     if (!c || c.closing) return Promise.reject(new UnknownConnectionError(id));
     const size = typeof data === "string" ? data.length : data.byteLength;
@@ -345,46 +392,79 @@ export class Server {
 
   /**
    * Sends `data` to every inbound connection (minus `except`, and those `filter` refuses), framed
-   * once. Returns how many got it (those past their send-buffer limit do not).
+   * once, on every node of the cluster (`filter` is a function: it applies on this node). Returns
+   * how many got it on this node (those past their send-buffer limit do not).
    */
   broadcast(
     data: OutgoingData,
     options: { except?: string | readonly string[]; filter?: (id: string) => boolean } = {},
   ): number {
-    return this.#fanout(
-      this.#conns.values(),
-      data,
-      exceptSet(options.except),
-      options.filter,
-      true,
-    );
+    const except = exceptSet(options.except);
+    this.#cluster?.broadcast(data, except);
+    return this.#fanout(this.#conns.values(), data, except, options.filter, true);
   }
 
-  /** Sends `data` to every subscriber of `topic`, framed once. Returns how many got it. */
+  /**
+   * Sends `data` to every subscriber of `topic`, framed once, on every node of the cluster.
+   * Returns how many subscribers this node has (on a topic with history they get it from the
+   * broker with its offset, as every node does, so all see one order).
+   */
   publish(
     topic: string,
     data: OutgoingData,
     options: { except?: string | readonly string[] } = {},
   ): number {
+    const except = exceptSet(options.except);
+    const cluster = this.#cluster;
+    if (cluster) {
+      cluster.publish(topic, data, except).catch((error) =>
+        this.#emit("error", { error, op: `publish ${topic}` })
+      );
+      if (cluster.hasHistory(topic)) return this.subscribers(topic);
+    }
     const members = this.#topics.get(topic);
     if (!members) return 0;
-    return this.#fanout(members, data, exceptSet(options.except), undefined, false);
+    return this.#fanout(members, data, except, undefined, false);
   }
 
-  /** Subscribes `id` to `topic` (as Bun and uWS do); dropped when it disconnects. */
-  subscribe(id: string, topic: string): void {
-    const c = this.#open(id);
-    (c.topics ??= new Set()).add(topic);
-    let members = this.#topics.get(topic);
-    if (!members) this.#topics.set(topic, members = new Set());
-    members.add(c);
+  /**
+   * Subscribes `id` to `topic` (as Bun and uWS do); dropped when it disconnects. On a topic with
+   * history, `since` (the last position the client saw) first delivers what it missed, in order,
+   * before anything newer, and resolves with a {@linkcode RecoveryResult}.
+   */
+  subscribe(
+    id: string,
+    topic: string,
+    options: { since?: StreamPosition } = {},
+  ): Promise<RecoveryResult | undefined> {
+    if (this.#cluster?.isRemote(id)) {
+      return this.#remote(() =>
+        this.#cluster!.request(id, "subscribe", [id, topic, options.since ?? null])
+      ) as Promise<RecoveryResult | undefined>;
+    }
+    try {
+      return this.#subscribeLocal(this.#open(id), topic, options.since);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Unsubscribes `id` from `topic`. */
-  unsubscribe(id: string, topic: string): void {
-    const c = this.#open(id);
-    c.topics?.delete(topic);
-    this.#leave(c, topic);
+  unsubscribe(id: string, topic: string): Promise<void> {
+    if (this.#cluster?.isRemote(id)) {
+      return this.#remote(() => this.#cluster!.request(id, "unsubscribe", [id, topic])).then(
+        () => {},
+      );
+    }
+    try {
+      const c = this.#open(id);
+      c.topics?.delete(topic);
+      c.hist?.delete(topic);
+      this.#leave(c, topic);
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Subscribers of `topic`. */
@@ -394,20 +474,61 @@ export class Server {
 
   /** Closes a connection with a close frame; resolves once the close handshake ended. */
   async close(id: string, code = 1000, reason = ""): Promise<void> {
+    if (this.#cluster?.isRemote(id)) {
+      await this.#remote(() => this.#cluster!.request(id, "close", [id, code, reason]));
+      return;
+    }
     const c = this.#open(id);
     c.closing = true;
     await c.socket.close(code, reason);
   }
 
   /** Drops a connection at once, without a close handshake (it ends with 1006). */
-  terminate(id: string): void {
+  async terminate(id: string): Promise<void> {
+    if (this.#cluster?.isRemote(id)) {
+      await this.#remote(() => this.#cluster!.request(id, "terminate", [id]));
+      return;
+    }
     const c = this.#open(id);
     c.closing = true;
     c.socket.terminate();
   }
 
-  /** What the server knows of a connection. */
-  inspect(id: string): ConnectionInfo {
+  /** What the server knows of a connection (asked of its node when it is elsewhere). */
+  inspect(id: string): Promise<ConnectionInfo> {
+    if (this.#cluster?.isRemote(id)) {
+      return this.#remote(() => this.#cluster!.request(id, "inspect", [id])) as Promise<
+        ConnectionInfo
+      >;
+    }
+    try {
+      return Promise.resolve(this.#inspectLocal(id));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Connections on every node of the cluster (on this one alone without a cluster), asked within
+   * the cluster's request timeout; nodes that did not answer are listed in `missing`.
+   */
+  countAll(): Promise<ClusterCount> {
+    if (!this.#cluster) {
+      return Promise.resolve({
+        total: this.count,
+        byNode: { [this.nodeId]: this.count },
+        missing: [],
+      });
+    }
+    return this.#cluster.count();
+  }
+
+  /** The other live nodes of the cluster (none without one). */
+  get nodes(): NodeInfo[] {
+    return this.#cluster?.nodes ?? [];
+  }
+
+  #inspectLocal(id: string): ConnectionInfo {
     const c = this.#open(id);
     const s = c.socket.stats;
     return {
@@ -517,7 +638,116 @@ export class Server {
     const members = this.#topics.get(topic);
     if (!members) return;
     members.delete(c);
-    if (members.size === 0) this.#topics.delete(topic);
+    if (members.size > 0) return;
+    this.#topics.delete(topic);
+    this.#cluster?.leave(topic);
+  }
+
+  async #subscribeLocal(
+    c: Connection,
+    topic: string,
+    since: StreamPosition | undefined,
+  ): Promise<RecoveryResult | undefined> {
+    const cluster = this.#cluster;
+    const history = cluster?.hasHistory(topic) ?? false;
+    if (since && !history) {
+      throw new TypeError(`topic "${topic}" keeps no history: there is nothing to recover from`);
+    }
+    (c.topics ??= new Set()).add(topic);
+    let members = this.#topics.get(topic);
+    if (!members) this.#topics.set(topic, members = new Set());
+    members.add(c);
+    // While recovering, the topic's new messages for this connection wait behind the missed ones.
+    type State = { offset: number; epoch: string; held?: [StreamPosition, OutgoingData][] };
+    const state: State | undefined = since
+      ? { offset: since.offset, epoch: since.epoch, held: [] }
+      : undefined;
+    if (state) (c.hist ??= new Map()).set(topic, state);
+    if (cluster) await cluster.join(topic);
+    if (!cluster || !state) return undefined;
+    let result: RecoveryResult;
+    try {
+      const r = await cluster.history(topic, since);
+      if (r.recovered) {
+        for (const m of r.messages) {
+          this.#sendEvent(c, { topic, offset: m.offset, epoch: r.position.epoch, data: m.data });
+        }
+        result = { recovered: true, missed: r.messages.length, position: r.position };
+      } else {
+        this.#sendEvent(c, { topic, recovered: false, reason: r.reason, ...r.position });
+        result = { recovered: false, reason: r.reason, position: r.position };
+      }
+      state.offset = r.position.offset;
+      state.epoch = r.position.epoch;
+    } finally {
+      const held = state.held ?? [];
+      state.held = undefined;
+      for (const [pos, data] of held) this.#historySend(c, topic, pos, data);
+    }
+    return result;
+  }
+
+  /** Hands one history message to one connection, once, in offset order (or holds it). */
+  #historySend(c: Connection, topic: string, pos: StreamPosition, data: OutgoingData): void {
+    const hist = c.hist ??= new Map();
+    let st = hist.get(topic);
+    if (!st) hist.set(topic, st = { offset: pos.offset - 1, epoch: pos.epoch });
+    if (st.held) {
+      st.held.push([pos, data]);
+      return;
+    }
+    if (st.epoch === pos.epoch && pos.offset <= st.offset) return; // it has this one already
+    st.offset = pos.offset;
+    st.epoch = pos.epoch;
+    this.#sendEvent(c, { topic, offset: pos.offset, epoch: pos.epoch, data });
+  }
+
+  #sendEvent(c: Connection, e: HistoryEvent): void {
+    if (c.closing) return;
+    const data = (this.#o.cluster?.format ?? formatHistoryEvent)(e);
+    const size = typeof data === "string" ? data.length : data.byteLength;
+    if (this.#overLimit(c, size)) return;
+    c.messagesOut++;
+    c.bytesOut += size;
+    c.socket.send(data).catch(() => {});
+  }
+
+  /** A remote operation: a synchronous refusal (a dead node) becomes a rejection. */
+  #remote<T>(run: () => Promise<T>): Promise<T> {
+    try {
+      return run();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** What the cluster layer needs of this node. */
+  #clusterHost(): ClusterHost {
+    return {
+      nodeId: this.nodeId,
+      local: (op, args) => this.#call(op, args),
+      broadcastLocal: (data, except) =>
+        this.#fanout(this.#conns.values(), data, except, undefined, true),
+      publishLocal: (topic, data, except) => {
+        const members = this.#topics.get(topic);
+        return members ? this.#fanout(members, data, except, undefined, false) : 0;
+      },
+      deliverHistory: (topic, pos, data) => {
+        for (const c of this.#topics.get(topic) ?? []) this.#historySend(c, topic, pos, data);
+      },
+      historyLost: (topic, pos) => {
+        for (const c of this.#topics.get(topic) ?? []) {
+          const st = c.hist?.get(topic);
+          if (st) {
+            st.offset = pos.offset;
+            st.epoch = pos.epoch;
+          }
+          this.#sendEvent(c, { topic, recovered: false, reason: "epoch", ...pos });
+        }
+      },
+      count: () => this.count,
+      emit: (event, payload) => this.#emit(event, payload as never),
+    };
   }
 
   /** The send-buffer policy: an error when `bytes` more would pass the limit. */
@@ -542,7 +772,7 @@ export class Server {
   #fanout(
     targets: Iterable<Connection>,
     data: OutgoingData,
-    except: Set<string> | undefined,
+    except: ReadonlySet<string> | undefined,
     filter: ((id: string) => boolean) | undefined,
     inboundOnly: boolean,
   ): number {
@@ -581,7 +811,7 @@ export class Server {
       case "publish":
         return this.publish(a, b as OutgoingData, { except: c as string[] | undefined });
       case "subscribe":
-        return this.subscribe(a, b as string);
+        return this.subscribe(a, b as string, { since: (c as StreamPosition | null) ?? undefined });
       case "unsubscribe":
         return this.unsubscribe(a, b as string);
       case "close":
@@ -589,7 +819,7 @@ export class Server {
       case "terminate":
         return this.terminate(a);
       case "inspect":
-        return this.inspect(a);
+        return this.#inspectLocal(a);
       case "count":
         return this.count;
     }
@@ -629,6 +859,7 @@ export class Server {
     await within(Promise.all(conns.map((c) => c.handled.promise)), { timeoutMs: left() })
       .catch(() => {});
     await Promise.all([...this.#listening].map((l) => l.close()));
+    await this.#cluster?.stop();
     await this.#dispatcher.close(left());
     this.#state = "stopped";
   }
