@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { WebSocket as WsSocket } from "ws";
+import { type Browser, chromiumMissing, launchChromium } from "../browser.ts";
 import {
   ourEchoServer,
   probe,
@@ -17,8 +18,6 @@ import {
 
 const PY = "/usr/bin/python3";
 const pyMissing = probe([PY, "-c", "import websockets; print(websockets.__version__)"]);
-const CHROMIUM = "chromium";
-const chromiumMissing = probe([CHROMIUM, "--version"], (o) => /Chromium/.test(o));
 
 for (const compression of [false, true]) {
   Deno.test({
@@ -167,27 +166,15 @@ for (const compression of [false, true]) {
         }
         return new Response("not found", { status: 404 });
       });
-      const profile = await Deno.makeTempDir({ prefix: "wse-chromium-" });
-      const child = new Deno.Command(CHROMIUM, {
-        args: [
-          "--headless",
-          "--no-sandbox",
-          "--disable-gpu",
-          "--disable-quic",
-          "--no-first-run",
-          "--disable-background-networking",
-          "--disable-component-update",
-          "--disable-sync",
-          `--user-data-dir=${profile}`,
+      let browser: Browser | undefined;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        browser = await launchChromium();
+        await browser.newPage(
           `http://127.0.0.1:${http.addr.port}/?ws=${encodeURIComponent(url)}&comp=${
             compression ? "on" : "off"
           }`,
-        ],
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      try {
+        );
         const result = await Promise.race([
           reported,
           new Promise<Record<string, unknown>>((
@@ -210,22 +197,9 @@ for (const compression of [false, true]) {
         });
       } finally {
         clearTimeout(timer);
-        try {
-          child.kill("SIGKILL");
-        } catch { /* already gone */ }
-        await child.status;
+        await browser?.close();
         await http.shutdown();
         await server.close();
-        // Chromium's helper processes outlive the killed browser for a moment: retry, bounded.
-        for (let i = 0; i < 50; i++) {
-          try {
-            await Deno.remove(profile, { recursive: true });
-            break;
-          } catch (e) {
-            if (e instanceof Deno.errors.NotFound) break;
-            await new Promise((r) => setTimeout(r, 100));
-          }
-        }
       }
     },
   });

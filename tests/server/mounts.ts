@@ -2,7 +2,8 @@
 // our transport, as a Deno.serve handler (the runtime's upgrade), on node:http's upgrade event.
 import { createServer as createHttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Server } from "../../src/server/server.ts";
+import { createServer, type Server } from "../../src/server/server.ts";
+import type { ServerOptions } from "../../src/server/options.ts";
 
 export interface Mounted {
   /** ws://127.0.0.1:<port>/ */
@@ -62,3 +63,20 @@ export const MOUNTS: Mount[] = [
     },
   },
 ];
+
+/** A server on one mount, stopped (and its listener closed) at the end. */
+export async function withServer(
+  m: Mount,
+  options: ServerOptions,
+  fn: (server: Server, at: Mounted) => Promise<void>,
+): Promise<void> {
+  const server = createServer(options);
+  const at = await m.mount(server);
+  try {
+    await server.ready;
+    await fn(server, at);
+  } finally {
+    await server.stop({ timeoutMs: 2000 });
+    await at.close();
+  }
+}

@@ -1,29 +1,11 @@
 // The server's behavioural suite, run on each way it is reached (own listener, Deno.serve,
 // node:http upgrade) with real clients on 127.0.0.1.
 import assert from "node:assert/strict";
-import { createServer, type Server } from "../../src/server/server.ts";
-import type { ServerOptions } from "../../src/server/options.ts";
 import type { DisconnectInfo } from "../../src/server/context.ts";
 import { SendBufferError, UnknownConnectionError } from "../../src/server/errors.ts";
-import { type Mount, type Mounted, MOUNTS } from "./mounts.ts";
+import { createServer } from "../../src/server/server.ts";
+import { MOUNTS, withServer } from "./mounts.ts";
 import { client, rawStatus, SAN, until, upgradeRequest } from "./helpers.ts";
-
-/** A server on one mount, stopped (and its listener closed) at the end. */
-async function withServer(
-  m: Mount,
-  options: ServerOptions,
-  fn: (server: Server, at: Mounted) => Promise<void>,
-): Promise<void> {
-  const server = createServer(options);
-  const at = await m.mount(server);
-  try {
-    await server.ready;
-    await fn(server, at);
-  } finally {
-    await server.stop({ timeoutMs: 2000 });
-    await at.close();
-  }
-}
 
 for (const m of MOUNTS) {
   const test = (name: string, fn: () => Promise<void>, skip?: string) => {
