@@ -806,6 +806,12 @@ export class RedisBroker implements Broker {
   /** Disconnects `client` for good and waits for its socket to be gone. */
   async #end(client: Redis): Promise<void> {
     if (client.status === "end") return;
+    // Between a drop and the next attempt there is no socket: disconnecting only clears the
+    // retry timer, and no "end" follows.
+    if (client.status === "reconnecting" || client.status === "close") {
+      client.disconnect();
+      return;
+    }
     const ended = new Promise<void>((resolve) => client.once("end", () => resolve()));
     client.disconnect();
     await ended;
