@@ -330,8 +330,9 @@ export class RedisBroker implements Broker {
 
   /**
    * Connects to Redis and resolves once both connections are ready. Rejects with
-   * {@linkcode BrokerUnavailableError} when Redis cannot be reached within `connectTimeoutMs`
-   * (and then nothing is left running).
+   * {@linkcode BrokerUnavailableError} when the first attempt fails (there is no retry before the
+   * broker was ever up) or the connections are not ready within `connectTimeoutMs`; nothing is
+   * left running then.
    *
    * @example
    * ```ts ignore
