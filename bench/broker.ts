@@ -6,7 +6,8 @@
  *   until the subscriber connection receives it, repeat.
  * - **flood**: N publishes of 100 B issued without waiting; rate = N / (first publish → the
  *   subscriber has all N). ioredis twice: one `publish()` call per message (each writes to the
- *   socket) and one `pipeline()` per 1,000 messages; node-redis batches the commands of one tick
+ *   socket) and one `pipeline()` per 1,000 messages (and the latter on ioredis 5.11 too, whose
+ *   parser differs); node-redis batches the commands of one tick
  *   into one write on its own. RedisBroker three times: batched (its default), with
  *   `maxBatch: 1` (the same code, one write per publish), and `publishWithHistory` (the Lua
  *   script, stream capped at 1,000).
@@ -16,7 +17,9 @@
  * of the rounds.
  */
 import { Redis as IoRedis } from "ioredis";
-// Only this comparison uses node-redis; the import map holds the client the broker uses.
+// Only this comparison uses node-redis and ioredis 5; the import map holds the broker's client.
+// deno-lint-ignore no-import-prefix
+import { Redis as IoRedis5 } from "npm:ioredis@5.11.1";
 // deno-lint-ignore no-import-prefix
 import { createClient } from "npm:redis@^6.4.0";
 import { RedisBroker } from "../src/server/cluster/redis_broker.ts";
@@ -35,9 +38,14 @@ interface Pair {
   close(): Promise<void>;
 }
 
-function ioredisPair(url: string, channel: string, pipelined: boolean): Pair {
-  const pub = new IoRedis(url);
-  const sub = new IoRedis(url);
+function ioredisPair(
+  url: string,
+  channel: string,
+  pipelined: boolean,
+  Client: typeof IoRedis = IoRedis,
+): Pair {
+  const pub = new Client(url);
+  const sub = new Client(url);
   const buf = Buffer.from(PAYLOAD);
   return {
     async listen(onMessage) {
@@ -162,13 +170,23 @@ export async function main(flags: string[]): Promise<void> {
   const makers: [string, (url: string, channel: string) => Pair][] = [
     ["ioredis", (url, ch) => ioredisPair(url, ch, false)],
     ["ioredis pipeline()", (url, ch) => ioredisPair(url, ch, true)],
+    [
+      "ioredis 5.11 pipeline()",
+      (url, ch) => ioredisPair(url, ch, true, IoRedis5 as unknown as typeof IoRedis),
+    ],
     ["node-redis", (url, ch) => nodeRedisPair(url, ch)],
     ["RedisBroker", (url, ch) => brokerPair(url, ch, "batched")],
     ["RedisBroker maxBatch 1", (url, ch) => brokerPair(url, ch, "unbatched")],
     ["RedisBroker publishWithHistory", (url, ch) => brokerPair(url, ch, "history")],
   ];
   // Round trips do not depend on the write batching: only these are timed for them.
-  const rttRows = ["ioredis", "node-redis", "RedisBroker", "RedisBroker publishWithHistory"];
+  const rttRows = [
+    "ioredis",
+    "ioredis 5.11 pipeline()",
+    "node-redis",
+    "RedisBroker",
+    "RedisBroker publishWithHistory",
+  ];
   const rtt = new Map<string, number[]>();
   const flood = new Map<string, number[]>();
   const probes: [string, Probe][] = [];
@@ -218,6 +236,8 @@ export async function main(flags: string[]): Promise<void> {
       flood_ioredis_vs_node_redis: rate("flood", "ioredis") / rate("flood", "node-redis"),
       flood_ioredis_pipeline_vs_node_redis: rate("flood", "ioredis pipeline()") /
         rate("flood", "node-redis"),
+      flood_ioredis6_vs_ioredis5_pipeline: rate("flood", "ioredis pipeline()") /
+        rate("flood", "ioredis 5.11 pipeline()"),
       flood_broker_batched_vs_unbatched: rate("flood", "RedisBroker") /
         rate("flood", "RedisBroker maxBatch 1"),
       flood_broker_batched_vs_serial_rtt: rate("flood", "RedisBroker") /

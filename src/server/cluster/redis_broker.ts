@@ -330,8 +330,9 @@ export class RedisBroker implements Broker {
 
   /**
    * Connects to Redis and resolves once both connections are ready. Rejects with
-   * {@linkcode BrokerUnavailableError} when Redis cannot be reached within `connectTimeoutMs`
-   * (and then nothing is left running).
+   * {@linkcode BrokerUnavailableError} when the first attempt fails (there is no retry before the
+   * broker was ever up) or the connections are not ready within `connectTimeoutMs`; nothing is
+   * left running then.
    *
    * @example
    * ```ts ignore
@@ -806,6 +807,12 @@ export class RedisBroker implements Broker {
   /** Disconnects `client` for good and waits for its socket to be gone. */
   async #end(client: Redis): Promise<void> {
     if (client.status === "end") return;
+    // Between a drop and the next attempt there is no socket: disconnecting only clears the
+    // retry timer, and no "end" follows.
+    if (client.status === "reconnecting" || client.status === "close") {
+      client.disconnect();
+      return;
+    }
     const ended = new Promise<void>((resolve) => client.once("end", () => resolve()));
     client.disconnect();
     await ended;

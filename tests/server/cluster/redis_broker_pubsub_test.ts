@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
 import { BrokerClosedError, BrokerUnavailableError } from "../../../src/server/cluster/broker.ts";
 import { RedisBroker } from "../../../src/server/cluster/redis_broker.ts";
@@ -117,6 +118,27 @@ redisTest(
       assert.equal(got.messages.length, 2 * PER_PUBLISHER, "no duplicates");
     } finally {
       await Promise.all([p1.close(), p2.close(), sub.close()]);
+    }
+  },
+);
+
+redisTest(
+  "redis broker: a 300 KB payload spans many reads, arrives intact, leaves no timer",
+  async (redis) => {
+    const a = await connectBroker(redis);
+    const b = await connectBroker(redis);
+    try {
+      const got = collector();
+      await b.subscribe("big", got.handler);
+      const big = Uint8Array.from({ length: 300_000 }, (_, i) => (i * 31) & 0xff);
+      const p = await a.publishWithHistory("big", big, { size: 10, ttlMs: 60_000 });
+      assert.equal(await a.publish("big", big), 1);
+      await until(() => got.messages.length === 2, 10_000, "both big messages");
+      for (const m of got.messages) assert.ok(Buffer.compare(m.payload, big) === 0, "intact");
+      const h = await b.history("big", { since: { offset: p.offset - 1, epoch: p.epoch } });
+      assert.ok(h.recovered && Buffer.compare(h.messages[0].payload, big) === 0);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
     }
   },
 );
