@@ -46,8 +46,9 @@ export interface ServerOptions {
   /**
    * Which browser origins may connect: a function, a list of origins
    * (`"https://app.example.com"`), or `"*"` for any. Default: same origin (the `Origin`
-   * header's host equals the `Host` header; requests without `Origin`, i.e. not from a browser,
-   * pass). Refused requests get 403.
+   * header's host equals the `Host` header). With the default and with a list, requests without
+   * `Origin` (not from a browser page; any non-browser client could forge one anyway) pass; a
+   * function decides for them too. Refused requests get 403.
    */
   checkOrigin?:
     | ((origin: string | null, request: UpgradeRequest) => boolean | Promise<boolean>)
@@ -239,7 +240,9 @@ export function resolveServerOptions(options: ServerOptions): ResolvedServerOpti
         fail("checkOrigin", 'must list origins such as "https://app.example.com"', origin);
       }
     }
-    checkOrigin = (origin) => origin !== null && allowed.has(origin);
+    // As with the same-origin default, a request without Origin is not from a browser page:
+    // the check guards against cross-site pages, which always send one.
+    checkOrigin = (origin) => origin === null || allowed.has(origin);
   } else if (co !== undefined) {
     fail("checkOrigin", 'must be a function, a list of origins or "*"', co);
   }

@@ -257,15 +257,20 @@ export class Server {
     options: { port?: number; hostname?: string; tls?: { cert: string; key: string } } = {},
   ): Promise<{ port: number; hostname: string }> {
     if (this.#stopping) return Promise.reject(new TypeError("the server is stopped"));
-    const listener = serve({
-      ...this.#upgrade,
-      port: options.port ?? 0,
-      hostname: options.hostname ?? "127.0.0.1",
-      tls: options.tls,
-      fetch: this.#o.fetch,
-      onConnection: (ws, request) => this.#accept(ws, request),
-      onError: () => {}, // refused handshakes are the client's business; 4xx/5xx answers them
-    });
+    let listener: WebSocketServer;
+    try {
+      listener = serve({
+        ...this.#upgrade,
+        port: options.port ?? 0,
+        hostname: options.hostname ?? "127.0.0.1",
+        tls: options.tls,
+        fetch: this.#o.fetch,
+        onConnection: (ws, request) => this.#accept(ws, request),
+        onError: () => {}, // refused handshakes are the client's business; 4xx/5xx answers them
+      });
+    } catch (e) {
+      return Promise.reject(e); // e.g. the port is taken
+    }
     this.#listening.add(listener);
     return Promise.resolve({ port: listener.port, hostname: listener.hostname });
   }

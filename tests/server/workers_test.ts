@@ -90,7 +90,7 @@ Deno.test({
     await server.ready;
     try {
       const id = await server.connect(`ws://127.0.0.1:${port}/svc`);
-      assert.equal(server.inspect(id).direction, "outbound");
+      assert.equal((await server.inspect(id)).direction, "outbound");
       await server.send(id, "hi");
       await until(() => events.includes("message upstream got hi"), "the answer");
       assert.equal(server.broadcast("to clients"), 0, "an outbound link is not a client");
