@@ -74,7 +74,7 @@ export interface ServerEvents {
   /** A message to `id` was dropped by the send-buffer policy `"drop"`. */
   drop: { id: string; bytes: number };
   /** A handler threw, a worker died (`workerId` says where), or the cluster lost something. */
-  error: { error: unknown; id?: string; workerId?: string; op?: string };
+  error: { error: unknown; id?: string; workerId?: string; op?: string; data?: OutgoingData };
   /** A node joined the cluster. */
   nodeUp: { node: string };
   /** A node left or went silent for two heartbeats: its ids are unreachable from now on. */
@@ -422,8 +422,9 @@ export class Server {
     const except = exceptSet(options.except);
     const cluster = this.#cluster;
     if (cluster) {
+      // not silent: a publish the broker refused is reported with its data
       cluster.publish(topic, data, except).catch((error) =>
-        this.#emit("error", { error, op: `publish ${topic}` })
+        this.#emit("error", { error, op: `publish ${topic}`, data })
       );
       if (cluster.hasHistory(topic)) return this.subscribers(topic);
     }

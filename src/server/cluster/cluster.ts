@@ -233,7 +233,7 @@ export class Cluster {
   broadcast(data: OutgoingData, except: ReadonlySet<string> | undefined): void {
     const payload = encodeData(K.BROADCAST, [this.#host.nodeId, ...(except ?? [])], 0, data);
     this.#broker.publish(CHANNEL.all, payload).catch((error) =>
-      this.#host.emit("error", { error, op: "broadcast" })
+      this.#host.emit("error", { error, op: "broadcast", data })
     );
   }
 
@@ -537,12 +537,16 @@ export class Cluster {
     }
   }
 
-  /** Peers silent for two heartbeats are down; not while our own broker link is down. */
+  /**
+   * Peers silent for 1¾ heartbeats are down: with a sweep every ¼ heartbeat, a dead node is
+   * known within two heartbeats of its last one, and a live one may be ¾ of a heartbeat late
+   * before it is wrongly judged. Not while our own broker link is down.
+   */
   #sweep(): void {
     if (this.#broker.state !== "up") return;
     const now = performance.now();
     for (const [node, seen] of this.#nodes) {
-      if (now - seen > 2 * this.#hb) this.#down(node, "silent for two heartbeats");
+      if (now - seen > 1.75 * this.#hb) this.#down(node, "silent for two heartbeats");
     }
   }
 
