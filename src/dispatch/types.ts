@@ -10,21 +10,8 @@
 
 import type { OutgoingData, WireMessage } from "../transport/types.ts";
 
-/**
- * W3C trace context of a message's receive span, carried to whoever handles it.
- *
- * @example
- * ```ts
- * import type { TraceCarrier } from "./types.ts";
- * const t: TraceCarrier = { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" };
- * ```
- */
-export interface TraceCarrier {
-  /** The `traceparent` header value. */
-  traceparent?: string;
-  /** The `tracestate` header value. */
-  tracestate?: string;
-}
+export type { TraceCarrier } from "../telemetry/telemetry.ts";
+import type { TraceCarrier } from "../telemetry/telemetry.ts";
 
 /**
  * One connection as its owner (engine or server) presents it to a dispatcher: where a handler's
