@@ -9,8 +9,9 @@
  */
 
 import type { CloseInfo, MessageSink, WireMessage } from "../transport/types.ts";
+import { ATTR, carrierOf, SpanKind, type Telemetry } from "../telemetry/telemetry.ts";
 import { deferred } from "../util/async.ts";
-import type { DispatchConnection } from "./types.ts";
+import type { DispatchConnection, TraceCarrier } from "./types.ts";
 
 /** The read side of a connection, as the pump needs it (an adapter connection fits). */
 export interface PumpSource {
@@ -35,9 +36,22 @@ export interface Pump {
 const utf8 = new TextDecoder();
 
 /**
+ * Who is pumping, for telemetry: a `receive {destination}` span per traced message (its context
+ * travels with the message to the handler) and the message and byte counts.
+ */
+export interface PumpTelemetry {
+  readonly telemetry: Telemetry;
+  /** The span names' destination (a URL path, a route). */
+  readonly destination: string;
+  /** The session's or connection's id (`messaging.client.id`). */
+  readonly clientId: string;
+}
+
+/**
  * Starts pumping `source` into `target`. `offer`, when given, sees each message first and may
  * consume it (return true): the engine answers pending `request()`s this way. Messages are then
- * built even on the raw path, so give `offer` only while it has something to match.
+ * built even on the raw path, so give `offer` only while it has something to match. `observe`
+ * counts and traces what goes through.
  *
  * @example
  * ```ts ignore
@@ -50,7 +64,30 @@ export function pump(
   source: PumpSource,
   target: DispatchConnection,
   offer?: () => ((message: WireMessage) => boolean) | undefined,
+  observe?: PumpTelemetry,
 ): Pump {
+  const tel = observe?.telemetry;
+  const counts = tel?.counts;
+  const spanName = observe ? `receive ${observe.destination}` : "";
+  /** A traced message: its receive span is started, the handler gets its context. */
+  const traced = (size: number, text: boolean, hand: (carrier?: TraceCarrier) => boolean) => {
+    const span = tel!.start(spanName, SpanKind.CLIENT, {
+      [ATTR.SYSTEM]: "websocket",
+      [ATTR.OPERATION_NAME]: "receive",
+      [ATTR.OPERATION_TYPE]: "receive",
+      [ATTR.DESTINATION]: observe!.destination,
+      [ATTR.CLIENT_ID]: observe!.clientId,
+      [ATTR.BODY_SIZE]: size,
+      [ATTR.MESSAGE_TYPE]: text ? "text" : "binary",
+    });
+    const carrier = carrierOf(span);
+    if (carrier) carrier.receivedAt = performance.timeOrigin + performance.now();
+    try {
+      return hand(carrier);
+    } finally {
+      span?.end();
+    }
+  };
   const done = deferred<CloseInfo | undefined>();
   let stopped = false;
   const stop = () => {
@@ -65,7 +102,18 @@ export function pump(
       deliver: (text, payload) => {
         if (stopped) return false; // kept by the connection
         const take = offer?.();
-        if (!take) return deliver(text, payload);
+        if (!take) {
+          if (!counts) return deliver(text, payload);
+          // counted once taken (a refused message is offered again later)
+          const ok = tel!.sampleMessage()
+            ? traced(payload.length, text, (c) => deliver(text, payload, c))
+            : deliver(text, payload);
+          if (ok) {
+            counts.messagesIn++;
+            counts.bytesIn += payload.length;
+          }
+          return ok;
+        }
         const message: WireMessage = text
           ? { type: "text", data: utf8.decode(payload) }
           : { type: "binary", data: payload.slice() };
@@ -90,6 +138,7 @@ export function pump(
       // Bounded: every turn takes a queued message; it stops when the queue is empty, the
       // dispatcher is full, or the pump was stopped (a handler may stop it synchronously).
       while (!stopped) {
+        const retry = held !== undefined; // refused before: not counted or traced again
         const message = held ?? source.poll();
         held = undefined;
         if (message === undefined) {
@@ -97,7 +146,16 @@ export function pump(
           return;
         }
         if (offer?.()?.(message)) continue;
-        if (!target.push(message)) {
+        let accepted: boolean;
+        if (counts && !retry) {
+          const size = message.type === "text" ? message.data.length : message.data.byteLength;
+          counts.messagesIn++;
+          counts.bytesIn += size;
+          accepted = tel!.sampleMessage()
+            ? traced(size, message.type === "text", (c) => target.push(message, c))
+            : target.push(message);
+        } else accepted = target.push(message);
+        if (!accepted) {
           held = message;
           blocked = true;
           target.writable().then(() => {

@@ -50,6 +50,8 @@ export interface TraceCarrier {
   traceparent?: string;
   /** The `tracestate` header value. */
   tracestate?: string;
+  /** When the message arrived on its socket (ms since the epoch), for the dispatch latency. */
+  receivedAt?: number;
 }
 
 /** The attribute names wse records (messaging conventions where they have one). */
@@ -94,6 +96,13 @@ export interface TelemetryOptions {
   tracerProvider?: TracerProvider;
   /** Default: the global one. */
   meterProvider?: MeterProvider;
+  /**
+   * The share of messages traced (0..1, default 1): decided once per message, before any span
+   * exists, so the other messages cost nothing. The provider's sampler still applies to the
+   * spans that are started. Lifecycle spans (start, session, reconnect, callbacks) are always
+   * started.
+   */
+  messageSampling?: number;
 }
 
 const NOOP_TRACER_PROVIDER = new ProxyTracerProvider().getDelegate();
@@ -155,6 +164,13 @@ export class Telemetry {
   get tracing(): boolean {
     if ((++this.#asks & 1023) === 0) this.#probe();
     return this.#tracing;
+  }
+
+  /** True when this message is to be traced: tracing, and it falls in `messageSampling`. */
+  sampleMessage(): boolean {
+    if (!this.tracing) return false;
+    const r = this.#options?.messageSampling ?? 1;
+    return r >= 1 || Math.random() < r;
   }
 
   #probe(): void {
