@@ -2,8 +2,9 @@
  * wse: a Deno-first WebSocket engine.
  *
  * - A reconnecting client, {@linkcode WebSocketEngine}, with six callbacks (`onOpen`, `onMessage`,
- *   `onClose`, `onReadError`, `onCloseError`, `onRestartError`), jittered backoff, a pause button
- *   and a graceful `stop()`.
+ *   `onClose`, `onReadError`, `onCloseError`, `onRestartError`), jittered backoff, a pause button,
+ *   an opt-in offline send buffer and a graceful `stop()`; errors no callback handles go to a
+ *   rate-limited `logger`.
  * - `onMessage` in a pool of Web Workers (the `workers` option), fed through a SharedArrayBuffer
  *   ring; the read lock and the pause button are one Atomics mutex.
  * - Its own RFC 6455 client (the default adapter where `Deno.connect` exists), or the runtime's
@@ -30,7 +31,19 @@
  */
 
 // ---- the engine ----
-export { type EngineState, WebSocketEngine } from "./src/engine/engine.ts";
+export {
+  type EngineState,
+  type SendResult,
+  type StateChange,
+  WebSocketEngine,
+} from "./src/engine/engine.ts";
+export {
+  SendBufferFullError,
+  type SendBufferOptions,
+  type SendBufferOverflow,
+  type SendBufferView,
+} from "./src/engine/send_buffer.ts";
+export type { LogSink } from "./src/util/rate_limited_log.ts";
 export type {
   CloseFrame,
   EngineClient,
@@ -72,6 +85,7 @@ export {
   EngineOptionError,
   EngineStartError,
   EngineStateError,
+  UndeliveredError,
 } from "./src/engine/errors.ts";
 export {
   ConnectionClosedError,
