@@ -540,7 +540,8 @@ export class WebSocketEngine {
         await sleep(hb.intervalMs, signal);
         await conn.ping(hb.timeoutMs);
       } catch (error) {
-        if (signal.aborted || conn.isClosed) return;
+        // A ping that lost the race with a closing socket: the close itself is reported.
+        if (signal.aborted || conn.isClosed || error instanceof ConnectionClosedError) return;
         this.#readError(run, s, error);
         if (!(error instanceof NotSupportedError)) conn.terminate();
         return;
