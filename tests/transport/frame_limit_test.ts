@@ -13,12 +13,14 @@ import {
   acceptUpgrade,
   ClientFrameReader,
   closeCodeOf,
+  frame,
   frameHeader,
   OP,
   writeAll,
 } from "../chaos/raw_ws.ts";
 import type { WebSocketAdapter } from "../../src/transport/types.ts";
 import { wsAdapter } from "../../src/transport/ws_adapter.ts";
+import { whatwgAdapter } from "../../src/transport/whatwg_adapter.ts";
 import { wseAdapter } from "../../src/transport/tcp_adapter.ts";
 import { WebSocketEngine } from "../../src/engine/engine.ts";
 
@@ -77,6 +79,42 @@ for (const [name, adapter, maxPayload, declared] of cases) {
     if (adapter().name === "ws") assert.ok(errors.length >= 1, "the adapter reported the error");
   });
 }
+
+Deno.test("[whatwg] a whole message over maxPayload is reported and the connection closed", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const served = (async () => {
+    const conn = await listener.accept();
+    try {
+      await acceptUpgrade(conn);
+      await writeAll(conn, frame(OP.binary, new Uint8Array(200)));
+      const reader = new ClientFrameReader();
+      const buf = new Uint8Array(4096);
+      for (;;) { // bounded by the client, which closes
+        const n = await conn.read(buf);
+        if (n === null) return;
+        reader.push(buf.slice(0, n));
+        if (reader.next()?.opcode === OP.close) {
+          await writeAll(conn, new Uint8Array([0x88, 0]));
+          return;
+        }
+      }
+    } finally {
+      conn.close();
+      listener.close();
+    }
+  })();
+  const errors: unknown[] = [];
+  const conn = await whatwgAdapter().dial(
+    new URL(`ws://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/`),
+    { handshakeTimeoutMs: 2000, maxPayload: 100, onError: (e) => errors.push(e) },
+  );
+  const info = await conn.closed;
+  await served;
+  assert.equal(info.initiator, "local");
+  assert.equal(conn.poll(), undefined, "the message was not delivered");
+  assert.equal(errors.length, 1);
+  assert.match((errors[0] as Error).message, /200 bytes exceeds maxPayload \(100\)/);
+});
 
 Deno.test("[engine, ws] the 1009 reaches onReadError and onClose; the engine goes on", async () => {
   const server = hostileServer(2 ** 40);
