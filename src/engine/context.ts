@@ -33,9 +33,15 @@ export interface MessageContext {
    * so a handler that outlives its connection never writes to the next one.
    */
   send(data: OutgoingData): Promise<void>;
-  /** Drops this session and reconnects (or stops, if auto-reconnect is off). */
+  /**
+   * Drops this session and reconnects (or stops, if auto-reconnect is off). The name is gowse's,
+   * where a reconnect is a _restart_.
+   */
   restart(): void;
-  /** Closes this session and stops the engine for good (also ends a retry loop). */
+  /**
+   * Closes this session and stops the engine for good (also ends a retry loop). The name is
+   * gowse's: the way out of its restart loop.
+   */
   exit(): void;
   /**
    * The pause button: takes the read lock. Until `lease.resume()`, nothing is dispatched and

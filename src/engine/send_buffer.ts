@@ -220,13 +220,6 @@ export class SendBuffer implements SendBufferView {
     return entry;
   }
 
-  /** Puts a message taken with `shift()` back at the front (it was never handed to a socket). */
-  unshift(entry: BufferedMessage): void {
-    if (this.#head > 0) this.#items[--this.#head] = entry;
-    else this.#items.unshift(entry);
-    this.#bytes += entry.bytes;
-  }
-
   /** Withdraws a queued message (a request that gave up). True when it was still queued. */
   remove(entry: BufferedMessage): boolean {
     const i = this.#items.indexOf(entry, this.#head);

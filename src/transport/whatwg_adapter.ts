@@ -10,7 +10,7 @@
  * No size limit at the header either: the API hands over whole messages only, so `maxPayload`
  * is checked once a message has arrived (the runtime has buffered it by then); a bigger one
  * closes the connection and is reported through `onError`. The runtime applies its own limit
- * underneath (Deno drops a connection whose frame header declares more than 64 MiB, without a
+ * underneath (Deno drops a connection whose frame header declares 64 MiB or more, without a
  * close frame).
  *
  * @module
