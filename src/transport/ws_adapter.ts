@@ -83,8 +83,7 @@ function dial(url: URL, opts: DialOptions, adapterOptions: WsAdapterOptions) {
         maxPayload: opts.maxPayload ?? WS_DEFAULT_MAX_PAYLOAD,
         perMessageDeflate: adapterOptions.perMessageDeflate ?? false,
         followRedirects: false,
-        // Newer than the types we compile against: ws 8.19+ reads it, older ones ignore it.
-        ...{ closeTimeout: WS_CLOSE_TIMEOUT_MS },
+        closeTimeout: WS_CLOSE_TIMEOUT_MS,
       });
     } catch (cause) {
       return reject(
