@@ -636,14 +636,17 @@ export class WebSocketEngine {
     conn: AdapterConnection,
   ): Promise<boolean> {
     const budget = this.#opts.stopTimeoutMs;
+    const ready = d.writable(); // one wait, re-checked every `budget` ms
     // Bounded: each turn waits at most `budget`; it ends once the dispatcher has room, the
     // session is asked to close, the run ends, or the socket has closed.
     for (;;) {
       try {
-        await within(d.writable(), { timeoutMs: budget, signal: s.life.signal });
+        await within(ready, { timeoutMs: budget, signal: s.life.signal });
         return false;
-      } catch {
-        if (s.closeRequest || s.life.signal.aborted || run.finished) return false;
+      } catch (error) {
+        // Only the budget running out is worth another turn; anything else ends the wait.
+        if (!(error instanceof TimeoutError)) return false;
+        if (s.closeRequest || run.finished) return false;
         if (conn.isClosed) return true;
       }
     }
