@@ -2,8 +2,9 @@
  * wse: a Deno-first WebSocket engine.
  *
  * - A reconnecting client, {@linkcode WebSocketEngine}, with six callbacks (`onOpen`, `onMessage`,
- *   `onClose`, `onReadError`, `onCloseError`, `onRestartError`), jittered backoff, a pause button
- *   and a graceful `stop()`.
+ *   `onClose`, `onReadError`, `onCloseError`, `onRestartError`), jittered backoff, a pause button,
+ *   an opt-in offline send buffer and a graceful `stop()`; errors no callback handles go to a
+ *   rate-limited `logger`.
  * - `onMessage` in a pool of Web Workers (the `workers` option), fed through a SharedArrayBuffer
  *   ring; the read lock and the pause button are one Atomics mutex.
  * - Its own RFC 6455 client (the default adapter where `Deno.connect` exists), or the runtime's
@@ -31,11 +32,10 @@
 
 // ---- the engine ----
 export { type EngineState, WebSocketEngine } from "./src/engine/engine.ts";
+export { SendBufferFullError, type SendBufferOptions } from "./src/engine/send_buffer.ts";
 export type {
-  CloseFrame,
   EngineClient,
   EngineOptions,
-  HeartbeatOptions,
   ReconnectOptions,
   WorkerModule,
 } from "./src/engine/options.ts";
@@ -43,7 +43,6 @@ export type {
   CloseContext,
   MessageContext,
   OpenContext,
-  RestartErrorContext,
   SessionContext,
 } from "./src/engine/context.ts";
 export type { RequestOptions } from "./src/engine/request.ts";
@@ -72,6 +71,7 @@ export {
   EngineOptionError,
   EngineStartError,
   EngineStateError,
+  UndeliveredError,
 } from "./src/engine/errors.ts";
 export {
   ConnectionClosedError,

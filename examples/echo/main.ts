@@ -86,10 +86,7 @@ await new Promise((r) => setTimeout(r, 1200)); // the client retries against a d
 server = await spawnServer(server.port);
 log("example", "server restarted on the same port");
 
-const deadline = performance.now() + 10_000;
-while (engine.state !== "open" && performance.now() < deadline) {
-  await new Promise((r) => setTimeout(r, 50));
-}
+await engine.waitFor("open", { timeoutMs: 10_000 }).catch(() => {});
 await new Promise((r) => setTimeout(r, 3200));
 
 log("example", "stopping the client");

@@ -10,7 +10,7 @@
 
 import type { CloseInfo, MessageSink, WireMessage } from "../transport/types.ts";
 import { ATTR, carrierOf, SpanKind, type Telemetry } from "../telemetry/telemetry.ts";
-import { deferred } from "../util/async.ts";
+import { deferred, TimeoutError, within } from "../util/async.ts";
 import type { DispatchConnection, TraceCarrier } from "./types.ts";
 
 /** The read side of a connection, as the pump needs it (an adapter connection fits). */
@@ -23,6 +23,8 @@ export interface PumpSource {
   setSink?(sink: MessageSink | undefined): void;
   /** Settles once the connection closed and every message was taken. */
   readonly closed: Promise<CloseInfo>;
+  /** True once the socket is closed (messages may still be queued). */
+  readonly isClosed: boolean;
 }
 
 /** A running pump. */
@@ -47,11 +49,30 @@ export interface PumpTelemetry {
   readonly clientId: string;
 }
 
+/** Options of {@linkcode pump}. */
+export interface PumpOptions {
+  /**
+   * Sees each message first and may consume it (return true): the engine answers pending
+   * `request()`s this way. Messages are then built even on the raw path, so return a function
+   * only while it has something to match.
+   */
+  offer?: () => ((message: WireMessage) => boolean) | undefined;
+  /** Counts and traces what goes through. */
+  observe?: PumpTelemetry;
+  /**
+   * Once the socket is closed, how long the dispatcher may take nothing before the messages
+   * still queued are dropped — counted and given to `onUndelivered` — so a held lock or a hung
+   * handler cannot keep a dead connection's session open. While the socket is open the pump
+   * waits as long as it takes: that is read back-pressure. Default: wait forever.
+   */
+  stallMs?: number;
+  /** How many messages were dropped after a stall (see `stallMs`). */
+  onUndelivered?: (count: number) => void;
+}
+
 /**
- * Starts pumping `source` into `target`. `offer`, when given, sees each message first and may
- * consume it (return true): the engine answers pending `request()`s this way. Messages are then
- * built even on the raw path, so give `offer` only while it has something to match. `observe`
- * counts and traces what goes through.
+ * Starts pumping `source` into `target` until the connection ends (`done` resolves with how) or
+ * `stop()`.
  *
  * @example
  * ```ts ignore
@@ -63,9 +84,9 @@ export interface PumpTelemetry {
 export function pump(
   source: PumpSource,
   target: DispatchConnection,
-  offer?: () => ((message: WireMessage) => boolean) | undefined,
-  observe?: PumpTelemetry,
+  options: PumpOptions = {},
 ): Pump {
+  const { offer, observe, stallMs, onUndelivered } = options;
   const tel = observe?.telemetry;
   const counts = tel?.counts;
   const spanName = observe ? `receive ${observe.destination}` : "";
@@ -94,13 +115,40 @@ export function pump(
     stopped = true;
     done.resolve(undefined);
   };
+  /** Resolves true when the dispatcher stalled past a closed socket (see `stallMs`). */
+  const whenWritable = async (): Promise<boolean> => {
+    const ready = target.writable();
+    if (!stallMs) {
+      await ready;
+      return false;
+    }
+    // Bounded: each turn waits at most `stallMs`; it ends once the dispatcher has room, the pump
+    // was stopped, or the socket is closed.
+    for (;;) {
+      try {
+        await within(ready, { timeoutMs: stallMs });
+        return false;
+      } catch (error) {
+        if (!(error instanceof TimeoutError) || stopped) return false;
+        if (source.isClosed) return true;
+      }
+    }
+  };
   const deliver = target.deliver;
   if (source.setSink && deliver) {
-    // On the raw path `closed` settles only once every message was delivered.
-    source.closed.then((info) => done.resolve(info));
+    let discarding = 0; // > 0 once the dispatcher stalled past a closed socket: count, drop
+    // On the raw path `closed` settles only once every message was delivered (or dropped).
+    source.closed.then((info) => {
+      if (discarding > 1) onUndelivered?.(discarding - 1);
+      done.resolve(info);
+    });
     source.setSink({
       deliver: (text, payload) => {
         if (stopped) return false; // kept by the connection
+        if (discarding > 0) {
+          discarding++;
+          return true;
+        }
         const take = offer?.();
         if (!take) {
           if (!counts) return deliver(text, payload);
@@ -119,7 +167,10 @@ export function pump(
           : { type: "binary", data: payload.slice() };
         return take(message) || target.push(message);
       },
-      writable: () => target.writable(),
+      writable: () =>
+        whenWritable().then((stalled) => {
+          if (stalled) discarding = 1;
+        }),
     });
     void done.promise.then(() => source.setSink!(undefined));
     return { done: done.promise, stop };
@@ -158,8 +209,15 @@ export function pump(
         if (!accepted) {
           held = message;
           blocked = true;
-          target.writable().then(() => {
+          whenWritable().then((stalled) => {
             blocked = false;
+            if (stalled) {
+              // The socket is gone and the dispatcher took nothing: drop the rest (reported).
+              let n = 1;
+              while (source.poll() !== undefined) n++;
+              held = undefined;
+              onUndelivered?.(n);
+            }
             drain();
           }, stop);
           return;

@@ -33,9 +33,15 @@ export interface MessageContext {
    * so a handler that outlives its connection never writes to the next one.
    */
   send(data: OutgoingData): Promise<void>;
-  /** Drops this session and reconnects (or stops, if auto-reconnect is off). */
+  /**
+   * Drops this session and reconnects (or stops, if auto-reconnect is off). The name is gowse's,
+   * where a reconnect is a _restart_.
+   */
   restart(): void;
-  /** Closes this session and stops the engine for good (also ends a retry loop). */
+  /**
+   * Closes this session and stops the engine for good (also ends a retry loop). The name is
+   * gowse's: the way out of its restart loop.
+   */
   exit(): void;
   /**
    * The pause button: takes the read lock. Until `lease.resume()`, nothing is dispatched and
@@ -124,20 +130,5 @@ export interface CloseContext extends SessionContext {
   readonly willReconnect: boolean;
 }
 
-/**
- * What `onRestartError` gets beside the error and the retry count.
- *
- * @example
- * ```ts
- * import type { RestartErrorContext } from "./context.ts";
- * function onRestartError(_e: unknown, retryCount: number, ctx: RestartErrorContext): void {
- *   if (retryCount >= 10) ctx.exit();
- * }
- * ```
- */
-export interface RestartErrorContext {
-  /** Stops the engine for good: ends the retry loop. */
-  exit(): void;
-  /** False when this was the last attempt allowed by `reconnect.maxRetries`. */
-  readonly willRetry: boolean;
-}
+/** What `onRestartError` gets beside the error and the retry count. */
+export type RestartErrorContext = { exit(): void; readonly willRetry: boolean };

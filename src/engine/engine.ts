@@ -7,7 +7,8 @@
  * ```
  *
  * The engine owns the socket and pumps messages from the adapter into a {@linkcode Dispatcher}
- * (`InlineDispatcher` by default). See `docs/lifecycle.md` for every transition.
+ * (`InlineDispatcher` by default). See `docs/lifecycle.md` for every transition and
+ * `docs/reliability.md` for what is guaranteed about messages.
  *
  * @module
  */
@@ -22,7 +23,8 @@ import {
   type OutgoingData,
   type WireMessage,
 } from "../transport/types.ts";
-import { AbortError, deferred, sleep, within } from "../util/async.ts";
+import { AbortError, deferred, sleep, TimeoutError, within } from "../util/async.ts";
+import { RateLimitedLog } from "../util/rate_limited_log.ts";
 import { Lease } from "../dispatch/lease.ts";
 import { pump } from "../dispatch/pump.ts";
 import type {
@@ -33,7 +35,7 @@ import type {
 } from "../dispatch/types.ts";
 import { fullJitterDelay } from "./backoff.ts";
 import type { CloseContext, OpenContext, SessionContext } from "./context.ts";
-import { CloseError, EngineStartError, EngineStateError } from "./errors.ts";
+import { CloseError, EngineStartError, EngineStateError, UndeliveredError } from "./errors.ts";
 import {
   type CloseFrame,
   type EngineClient,
@@ -41,7 +43,8 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from "./options.ts";
-import { type RequestOptions, RequestTracker } from "./request.ts";
+import { type RequestOptions, type RequestRecord, RequestTracker } from "./request.ts";
+import { type BufferedMessage, SendBuffer, SendBufferFullError } from "./send_buffer.ts";
 
 /**
  * Where the engine is in its lifecycle.
@@ -55,6 +58,9 @@ import { type RequestOptions, RequestTracker } from "./request.ts";
  */
 export type EngineState = "stopped" | "starting" | "open" | "closing" | "reconnecting" | "stopping";
 
+/** One transition, as `onStateChange` listeners get it: the state entered and the one left. */
+export type StateChange = { readonly state: EngineState; readonly previous: EngineState };
+
 type CloseRequest = "restart" | "exit" | "stop";
 type SessionState = "opening" | "open" | "closing" | "ended";
 
@@ -67,6 +73,8 @@ class Session {
   handshake: HandshakeInfo = { protocol: "", extensions: "" };
   closeRequest?: CloseRequest;
   sendsClosed = false;
+  /** True while the offline buffer is being sent on this session. */
+  flushing = false;
   /** Aborted when the session starts closing (ends the heartbeat). */
   readonly life = new AbortController();
   /** Set by the pump while it runs: a close request must wake it. */
@@ -89,7 +97,7 @@ class Run {
   exited = false;
   finished = false;
   /** This run's `stop()`, once called (a later run gets its own). */
-  stopping?: Promise<void>;
+  stopping?: Promise<OutgoingData[]>;
   constructor(dispatcher: Dispatcher) {
     this.dispatcher = dispatcher;
   }
@@ -104,6 +112,12 @@ function validCloseCode(code: unknown): code is number {
       (code >= 3000 && code <= 4999));
 }
 
+/** What `send()`/`request()` do with a message now. */
+type Route =
+  | { readonly kind: "direct"; readonly session: Session }
+  | { readonly kind: "buffer"; readonly buffer: SendBuffer }
+  | { readonly kind: "refuse"; readonly error: Error };
+
 /**
  * A reconnecting WebSocket client with six callbacks.
  *
@@ -116,27 +130,37 @@ function validCloseCode(code: unknown): code is number {
  *     onOpen: (ctx) => ctx.send("hello"),
  *     onMessage: (msg, ctx) => console.log(ctx.sessionId, msg.data),
  *   },
+ *   sendBuffer: true, // send() queues while reconnecting
  * });
  * await engine.start();
- * await engine.stop();
+ * console.log(await engine.send("hi")); // "sent", or "buffered" while reconnecting
+ * const unsent = await engine.stop(); // what was still queued, in order
  * ```
  */
 export class WebSocketEngine {
   readonly #opts: ResolvedOptions;
   readonly #client: EngineClient;
   readonly #requests = new RequestTracker();
+  readonly #buffer?: SendBuffer;
+  readonly #log?: RateLimitedLog;
+  readonly #listeners = new Set<(change: StateChange) => void>();
   #state: EngineState = "stopped";
   #run?: Run;
   /** The last run's `done`: a run may still be closing its dispatcher after `#run` is cleared. */
   #lastDone: Promise<void> = Promise.resolve();
 
-  /** Validates `options` (throws `EngineOptionError` naming the field and rule). */
+  /**
+   * Validates `options`: throws `EngineOptionError` naming the field and the rule (an unknown
+   * key names the closest valid one; contradictory options name each other).
+   */
   constructor(options: EngineOptions) {
     this.#opts = resolveOptions(options);
     this.#client = this.#opts.client;
+    if (this.#opts.sendBuffer) this.#buffer = new SendBuffer(this.#opts.sendBuffer);
+    if (this.#opts.logger) this.#log = new RateLimitedLog(this.#opts.logger);
   }
 
-  /** Where the engine is in its lifecycle. */
+  /** Where the engine is in its lifecycle (see {@linkcode WebSocketEngine.onStateChange}). */
   get state(): EngineState {
     return this.#state;
   }
@@ -161,16 +185,84 @@ export class WebSocketEngine {
   }
 
   /**
+   * The offline send buffer (length, bytes, a copy of its messages), or undefined when the
+   * `sendBuffer` option is off.
+   */
+  get sendBuffer():
+    | {
+      /** Messages queued. */
+      readonly length: number;
+      /** Bytes queued (strings counted as UTF-8). */
+      readonly bytes: number;
+      /** The queued messages, oldest first (a new array; the messages are not copied). */
+      messages(): OutgoingData[];
+    }
+    | undefined {
+    return this.#buffer;
+  }
+
+  /**
+   * Calls `listener` after every state change, in order, each in its own microtask (a listener
+   * may call any method). Returns the function that unsubscribes it. A listener that throws is
+   * reported to the `logger`.
+   *
+   * @example
+   * ```ts ignore
+   * const off = engine.onStateChange(({ previous, state }) => console.log(previous, "->", state));
+   * off();
+   * ```
+   */
+  onStateChange(
+    listener: (change: { readonly state: EngineState; readonly previous: EngineState }) => void,
+  ): () => void {
+    if (typeof listener !== "function") {
+      throw new TypeError("onStateChange(listener): listener must be a function");
+    }
+    const own = (change: StateChange) => listener(change); // the same function may subscribe twice
+    this.#listeners.add(own);
+    return () => void this.#listeners.delete(own);
+  }
+
+  /**
+   * Resolves with the state once the engine is in one of `states` (at once when it already is).
+   * Rejects with `TimeoutError` after `timeoutMs`, with the signal's reason on abort.
+   *
+   * @example
+   * ```ts ignore
+   * await engine.waitFor("open", { timeoutMs: 10_000 }); // instead of polling engine.state
+   * ```
+   */
+  waitFor(
+    states: EngineState | readonly EngineState[],
+    options: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<EngineState> {
+    const wanted = new Set<EngineState>(typeof states === "string" ? [states] : states);
+    if (wanted.has(this.#state)) return Promise.resolve(this.#state);
+    let off = noop;
+    const reached = new Promise<EngineState>((resolve) => {
+      off = this.onStateChange((c) => {
+        if (wanted.has(c.state)) resolve(c.state);
+      });
+    });
+    return within(reached, {
+      timeoutMs: options.timeoutMs,
+      signal: options.signal,
+      what: `waiting for the engine to be ${[...wanted].join(" or ")}`,
+    }).finally(() => off());
+  }
+
+  /**
    * Connects, runs `onOpen`, starts dispatch. Rejects with {@linkcode EngineStartError} (the
    * cause inside) and never retries; a failed start leaves nothing running. Rejects with
-   * `EngineStateError` when already started.
+   * `EngineStateError` when already started. Messages left in the offline buffer by an engine
+   * that stopped by itself are sent once `onOpen` resolved.
    */
   async start(): Promise<void> {
     if (this.#run) throw new EngineStateError("start", this.#state);
     const run = new Run(this.#opts.dispatcher(this.#client));
     this.#run = run;
     this.#lastDone = run.done.promise;
-    this.#state = "starting";
+    this.#setState(run, "starting");
     try {
       const init = within(run.dispatcher.init(), {
         timeoutMs: this.#opts.openTimeoutMs,
@@ -193,14 +285,16 @@ export class WebSocketEngine {
    * Stops gracefully: interrupts a dial or a retry sleep, runs `onClose(undefined)`, sends its
    * close frame (default 1001 "going away") and waits for the handshake. Resolves within
    * `stopTimeoutMs` in every state; past the budget the socket is dropped and everything torn
-   * down anyway. Resolves at once when already stopped.
+   * down anyway. Resolves with the messages still in the offline send buffer, oldest first (they
+   * were not sent and never will be by this engine; the buffer is then empty). Resolves at once
+   * when already stopped (with what an engine that stopped by itself left queued).
    */
-  stop(): Promise<void> {
+  stop(): Promise<OutgoingData[]> {
     const run = this.#run;
-    if (!run) return this.#lastDone;
+    if (!run) return this.#lastDone.then(() => this.#takeQueue());
     // Per run: a run started while the previous one's dispatcher was still closing (its state
     // was already "stopped") must get its own stop, not the previous run's promise.
-    return (run.stopping ??= this.#stop(run));
+    return (run.stopping ??= this.#stop(run).then(() => this.#takeQueue()));
   }
 
   /**
@@ -217,13 +311,31 @@ export class WebSocketEngine {
     return this.#pauseSession(run, s, signal);
   }
 
-  /** Sends on the open connection; rejects with `ConnectionClosedError` when none is open. */
-  send(data: OutgoingData): Promise<void> {
-    const s = this.#run?.session;
-    if (!s || s.state !== "open") {
-      return Promise.reject(new ConnectionClosedError("no open connection"));
+  /**
+   * Sends on the open connection and resolves with `"sent"` once the socket accepted the
+   * message. While the engine is reconnecting (or sending its offline queue), with the
+   * `sendBuffer` option on, queues it and resolves with `"buffered"` at once. Rejects with
+   * `SendBufferFullError` when the buffer is full (policy `"reject-newest"`), with
+   * `ConnectionClosedError` when there is no open connection and no buffer (or the engine is
+   * stopped, starting or stopping), or when the connection closed before accepting the message.
+   */
+  send(data: OutgoingData): Promise<"sent" | "buffered"> {
+    const bad = this.#checkData("send", data);
+    if (bad) return Promise.reject(bad);
+    const route = this.#route();
+    switch (route.kind) {
+      case "refuse":
+        return Promise.reject(route.error);
+      case "direct":
+        return this.#send(route.session, data).then(() => "sent");
+      case "buffer":
+        try {
+          this.#enqueue(route.buffer, data);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+        return Promise.resolve("buffered");
     }
-    return this.#send(s, data);
   }
 
   /**
@@ -242,20 +354,40 @@ export class WebSocketEngine {
   /**
    * Sends `data` and resolves with the first incoming message `options.match` recognises. That
    * message is consumed: it is not given to `onMessage`. Rejects with `TimeoutError` after
-   * `options.timeoutMs` (default 30 s), with `ConnectionClosedError` when the connection closes
-   * first or none is open.
+   * `options.timeoutMs` (default 30 s), with `ConnectionClosedError` when the connection it was
+   * sent on closes first, or when it cannot be sent (as `send()`). With the `sendBuffer` option
+   * on, a request made while reconnecting is queued and sent after the reconnect (its timeout
+   * runs meanwhile); a request that fails while still queued withdraws its message.
    */
   async request(data: OutgoingData, options: RequestOptions): Promise<WireMessage> {
-    const s = this.#run?.session;
-    if (!s || s.state !== "open") throw new ConnectionClosedError("no open connection");
+    const bad = this.#checkData("request", data);
+    if (bad) throw bad;
+    if (typeof options !== "object" || options === null || options.match === undefined) {
+      throw new TypeError("request(data, options): options.match is required");
+    }
+    const route = this.#route();
+    if (route.kind === "refuse") throw route.error;
     const ac = new AbortController();
     const user = options.signal;
     const onUserAbort = () => ac.abort(user!.reason);
     if (user?.aborted) throw user.reason ?? new AbortError();
     user?.addEventListener("abort", onUserAbort, { once: true });
+    const record: RequestRecord = { sent: route.kind === "direct" };
     try {
-      const response = this.#requests.wait({ ...options, signal: ac.signal });
-      await this.#send(s, data).catch((e) => ac.abort(e));
+      const response = this.#requests.wait({ ...options, signal: ac.signal }, record);
+      if (route.kind === "direct") {
+        await this.#send(route.session, data).catch((e) => ac.abort(e));
+      } else {
+        try {
+          const entry = this.#enqueue(route.buffer, data);
+          entry.onSent = () => (record.sent = true);
+          record.settled = () => {
+            if (!record.sent) route.buffer.remove(entry);
+          };
+        } catch (error) {
+          ac.abort(error);
+        }
+      }
       return await response;
     } finally {
       user?.removeEventListener("abort", onUserAbort);
@@ -264,10 +396,34 @@ export class WebSocketEngine {
 
   // ---- lifecycle ----
 
+  #setState(run: Run, next: EngineState): void {
+    if (this.#run !== run) return;
+    // Once stop() runs, only its own states are shown.
+    if (run.deadline !== undefined && next !== "stopping") return;
+    this.#changeState(next);
+  }
+
+  #changeState(next: EngineState): void {
+    const previous = this.#state;
+    if (previous === next) return;
+    this.#state = next;
+    if (this.#listeners.size === 0) return;
+    const change: StateChange = Object.freeze({ state: next, previous });
+    for (const listener of this.#listeners) {
+      queueMicrotask(() => {
+        try {
+          listener(change);
+        } catch (error) {
+          this.#report("wse: an onStateChange listener threw", error);
+        }
+      });
+    }
+  }
+
   async #stop(run: Run): Promise<void> {
     const budget = this.#opts.stopTimeoutMs;
+    this.#setState(run, "stopping");
     run.deadline = performance.now() + budget;
-    this.#state = "stopping";
     run.abort.abort(new AbortError("the engine is stopping"));
     run.session?.requestClose("stop");
     try {
@@ -293,11 +449,30 @@ export class WebSocketEngine {
     this.#requests.failAll(new ConnectionClosedError("the engine stopped"));
     if (this.#run === run) {
       this.#run = undefined;
-      this.#state = "stopped";
       this.#lastDone = run.done.promise;
+      this.#changeState("stopped");
     }
-    await run.dispatcher.close(this.#left(run)).catch(noop);
+    const queued = this.#buffer?.length ?? 0;
+    if (queued > 0 && run.stopping === undefined) {
+      this.#report(
+        `wse: the engine stopped with ${queued} message(s) in its send buffer: start() sends ` +
+          "them, stop() hands them back",
+      );
+    }
+    // The dispatcher promises to close within its budget; the grace bounds a broken one too.
+    const left = this.#left(run);
+    await within(run.dispatcher.close(left), { timeoutMs: left + 1000, what: "dispatcher close" })
+      .catch((error) => {
+        if (error instanceof TimeoutError) this.#report("wse: the dispatcher did not close", error);
+      });
+    this.#log?.flush();
     run.done.resolve();
+  }
+
+  #takeQueue(): OutgoingData[] {
+    // A run started meanwhile owns the queue now.
+    if (this.#run || !this.#buffer) return [];
+    return this.#buffer.takeAll();
   }
 
   /** The connections of a run, one after another, until the run ends. Never rejects. */
@@ -305,14 +480,14 @@ export class WebSocketEngine {
     try {
       let session: Session | undefined = first;
       while (session) {
-        const peer = await this.#pump(session);
-        if (this.#run === run && !run.deadline) this.#state = "closing";
+        const peer = await this.#pump(run, session);
+        this.#setState(run, "closing");
         await this.#shutdown(run, session, peer);
         if (run.abort.signal.aborted || !this.#opts.reconnect.enabled) break;
         session = await this.#reconnect(run);
       }
     } catch (error) {
-      console.error("wse: engine lifecycle failed (this is a bug)", error);
+      this.#report("wse: engine lifecycle failed (this is a bug)", error);
     }
     if (!run.deadline) await this.#finish(run); // stop() finishes its own run
   }
@@ -332,8 +507,9 @@ export class WebSocketEngine {
       reportError: (error, info) => this.#readError(run, s, error, info.workerId),
     };
     s.dispatch = run.dispatcher.open(host);
-    if (this.#run === run) this.#state = "open";
+    this.#setState(run, "open");
     if (this.#opts.heartbeat) void this.#heartbeat(run, s, this.#opts.heartbeat);
+    void this.#flush(run, s);
   }
 
   /** Pings every interval; a late pong drops the connection (the pump then sees 1006). */
@@ -350,7 +526,8 @@ export class WebSocketEngine {
         await sleep(hb.intervalMs, signal);
         await conn.ping(hb.timeoutMs);
       } catch (error) {
-        if (signal.aborted || conn.isClosed) return;
+        // A ping that lost the race with a closing socket: the close itself is reported.
+        if (signal.aborted || conn.isClosed || error instanceof ConnectionClosedError) return;
         this.#readError(run, s, error);
         if (!(error instanceof NotSupportedError)) conn.terminate();
         return;
@@ -361,12 +538,19 @@ export class WebSocketEngine {
   /**
    * Moves messages from the connection into the dispatcher until the session must close.
    * Resolves with how the peer closed, or undefined when we were asked to close. While a
-   * `request()` waits, each message is offered to it first.
+   * `request()` waits, each message is offered to it first. Once the socket is closed, a
+   * dispatcher that takes nothing for `stopTimeoutMs` (a held lock, a hung handler) cannot keep
+   * the session open: what is left is dropped and reported as one `UndeliveredError`.
    */
-  #pump(s: Session): Promise<CloseInfo | undefined> {
+  #pump(run: Run, s: Session): Promise<CloseInfo | undefined> {
     const requests = this.#requests;
     const offer = (m: WireMessage) => requests.offer(m);
-    const p = pump(s.conn!, s.dispatch!, () => requests.size > 0 ? offer : undefined);
+    const p = pump(s.conn!, s.dispatch!, {
+      offer: () => requests.size > 0 ? offer : undefined,
+      stallMs: this.#opts.stopTimeoutMs,
+      onUndelivered: (n) =>
+        this.#readError(run, s, new UndeliveredError(n, this.#opts.stopTimeoutMs)),
+    });
     s.onInterrupt = () => p.stop();
     if (s.closeRequest) p.stop();
     return p.done.finally(() => {
@@ -379,8 +563,10 @@ export class WebSocketEngine {
     s.state = "closing";
     s.life.abort();
     s.dispatch?.end();
+    // Requests whose message is still in the offline buffer were not sent on this session.
     this.#requests.failAll(
       new ConnectionClosedError("the connection closed before a response arrived", peer),
+      false,
     );
     if (peer) s.sendsClosed = true;
     const ctx: CloseContext = {
@@ -417,15 +603,21 @@ export class WebSocketEngine {
           reason = r;
         }
       }
+      const conn = s.conn!;
       try {
-        const info = await s.conn!.close(code, reason, this.#left(run));
+        const left = this.#left(run);
+        // Adapters bound their own close; the grace bounds one that does not.
+        const info = await within(conn.close(code, reason, left), {
+          timeoutMs: left + 1000,
+          what: "close handshake",
+        });
         if (!info.wasClean && info.initiator === "local") {
           this.#closeError(
             new CloseError("the peer did not complete the close handshake", { code, reason }),
           );
         }
       } catch (error) {
-        s.conn!.terminate();
+        conn.terminate();
         this.#closeError(new CloseError("closing the connection failed", { code, reason }, error));
       }
     }
@@ -434,7 +626,7 @@ export class WebSocketEngine {
 
   /** The retry loop. Resolves with an open session, or undefined when it gave up or was ended. */
   async #reconnect(run: Run): Promise<Session | undefined> {
-    if (this.#run === run) this.#state = "reconnecting";
+    this.#setState(run, "reconnecting");
     const rc = this.#opts.reconnect;
     const signal = run.abort.signal;
     // Bounded: every iteration counts a failure and ends at maxRetries, or stop()/exit() abort.
@@ -451,6 +643,16 @@ export class WebSocketEngine {
       } catch (error) {
         if (signal.aborted) return undefined;
         const willRetry = failures + 1 < rc.maxRetries;
+        if (!this.#client.onRestartError) {
+          this.#report("wse: a reconnect attempt failed (no client.onRestartError)", error);
+          if (!willRetry) {
+            this.#report(
+              `wse: gave up reconnecting after ${failures + 1} failed attempt(s) ` +
+                "(reconnect.maxRetries); the engine stopped",
+            );
+          }
+          continue;
+        }
         await this.#callback(
           "onRestartError",
           () =>
@@ -488,9 +690,10 @@ export class WebSocketEngine {
       s.life.abort();
       const conn = s.conn;
       if (conn) {
-        await conn.close(1001, "websocket client failed to start", this.#left(run)).catch(() =>
-          conn.terminate()
-        );
+        const left = this.#left(run);
+        await within(conn.close(1001, "websocket client failed to start", left), {
+          timeoutMs: left + 1000,
+        }).catch(() => conn.terminate());
       }
       throw error;
     }
@@ -524,6 +727,114 @@ export class WebSocketEngine {
       throw new AbortError("onOpen called restart()");
     }
     if (signal.aborted) throw signal.reason;
+  }
+
+  // ---- sending ----
+
+  #checkData(what: string, data: unknown): TypeError | undefined {
+    if (typeof data === "string" || data instanceof Uint8Array) return undefined;
+    return new TypeError(`${what}(data): data must be a string or a Uint8Array`);
+  }
+
+  /** Where a message from `send()`/`request()` goes now. */
+  #route(): Route {
+    const run = this.#run;
+    if (!run) {
+      return {
+        kind: "refuse",
+        error: new ConnectionClosedError("the engine is not started (call start() first)"),
+      };
+    }
+    if (run.deadline !== undefined || run.exited || run.finished) {
+      return { kind: "refuse", error: new ConnectionClosedError("the engine is stopping") };
+    }
+    const s = run.session;
+    const buffer = this.#buffer;
+    if (s && this.#canSend(run, s) && !(buffer && (buffer.length > 0 || s.flushing))) {
+      return { kind: "direct", session: s };
+    }
+    if (buffer && this.#state !== "starting") return { kind: "buffer", buffer };
+    return {
+      kind: "refuse",
+      error: new ConnectionClosedError(
+        this.#state === "starting"
+          ? "the engine is starting: await start() before sending"
+          : `no open connection (the engine is ${this.#state}); the sendBuffer option queues ` +
+            "sends while reconnecting",
+      ),
+    };
+  }
+
+  /** True while `s` is the run's open session and its socket can take messages. */
+  #canSend(run: Run, s: Session): boolean {
+    return this.#run === run && run.session === s && run.deadline === undefined &&
+      s.state === "open" && !s.closeRequest && !s.sendsClosed && s.conn !== undefined &&
+      !s.conn.isClosed;
+  }
+
+  /** Queues `data`; reports what "drop-oldest" pushed out; throws when it is not queued. */
+  #enqueue(buffer: SendBuffer, data: OutgoingData): BufferedMessage {
+    const { entry, dropped } = buffer.push(data);
+    for (const old of dropped) {
+      this.#dropped(
+        old.data,
+        new SendBufferFullError(
+          "drop-oldest",
+          buffer.length >= buffer.maxMessages ? "maxMessages" : "maxBytes",
+          buffer.length,
+          buffer.bytes,
+        ),
+      );
+    }
+    return entry;
+  }
+
+  /**
+   * Sends the offline buffer on a session that just opened, oldest first, one message at a
+   * time (each once the socket accepted the previous one). New sends queue behind it until it
+   * is empty. It stops when the session stops being open; the rest waits for the next one.
+   */
+  async #flush(run: Run, s: Session): Promise<void> {
+    const buffer = this.#buffer;
+    if (!buffer || s.flushing) return;
+    s.flushing = true;
+    try {
+      // Bounded: every turn takes one message; it ends when the queue is empty or the session
+      // can no longer send.
+      while (buffer.length > 0 && this.#canSend(run, s)) {
+        const entry = buffer.shift()!;
+        entry.onSent?.();
+        try {
+          await s.conn!.send(entry.data);
+        } catch {
+          // The socket closed while taking it: it may have reached the server or not. It is
+          // never sent again (no duplicates); the loss is reported.
+          this.#dropped(
+            entry.data,
+            new ConnectionClosedError(
+              "a buffered message was being sent when the connection closed; it may not have " +
+                "reached the server and is not sent again",
+            ),
+          );
+          return;
+        }
+      }
+    } finally {
+      s.flushing = false;
+    }
+  }
+
+  #dropped(message: OutgoingData, error: Error): void {
+    const onDrop = this.#opts.sendBuffer?.onDrop;
+    if (!onDrop) {
+      this.#report("wse: a buffered message was not sent (no sendBuffer.onDrop)", error);
+      return;
+    }
+    try {
+      onDrop(message, error);
+    } catch (e) {
+      this.#report("wse: sendBuffer.onDrop threw", e);
+    }
   }
 
   // ---- controls ----
@@ -571,13 +882,19 @@ export class WebSocketEngine {
     return s.dispatch.pause(signal);
   }
 
+  // ---- reporting ----
+
   /**
-   * Reports to `onReadError` with the context of the session's own run. Once that run ended
-   * (e.g. a handler that outlived stop() throws), nothing is reported: a later run must not get
-   * its error, nor a context whose `exit()` would stop the later run.
+   * Reports to `onReadError` (or the logger) with the context of the session's own run. Once
+   * that run ended (e.g. a handler that outlived stop() throws), nothing is reported: a later run
+   * must not get its error, nor a context whose `exit()` would stop the later run.
    */
   #readError(run: Run, s: Session, error: unknown, workerId?: string): void {
     if (run.finished) return;
+    if (!this.#client.onReadError) {
+      this.#report("wse: read error (no client.onReadError)", error);
+      return;
+    }
     void this.#callback(
       "onReadError",
       () => this.#client.onReadError?.(error, this.#sessionContext(run, s, workerId)),
@@ -585,6 +902,10 @@ export class WebSocketEngine {
   }
 
   #closeError(error: CloseError): void {
+    if (!this.#client.onCloseError) {
+      this.#report("wse: close error (no client.onCloseError)", error);
+      return;
+    }
     void this.#callback("onCloseError", () => this.#client.onCloseError?.(error));
   }
 
@@ -592,8 +913,13 @@ export class WebSocketEngine {
     try {
       await call();
     } catch (error) {
-      console.error(`wse: ${name} threw`, error);
+      this.#report(`wse: client.${name} threw`, error);
     }
+  }
+
+  /** An error no callback handles: to the rate-limited logger (nowhere with `logger: false`). */
+  #report(message: string, error?: unknown): void {
+    this.#log?.log(message, error);
   }
 }
 

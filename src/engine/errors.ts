@@ -102,6 +102,35 @@ export class CloseError extends Error {
   }
 }
 
+/**
+ * Messages received before a connection closed that were never dispatched: the dispatcher could
+ * not take them within `stopTimeoutMs` after the socket closed (a read lock held and never
+ * resumed, or a handler that never returns), so the session ended without them. Given to
+ * `onReadError` (or the `logger`), so the loss is never silent.
+ *
+ * @example
+ * ```ts
+ * import { UndeliveredError } from "./errors.ts";
+ * const e = new UndeliveredError(12, 5000);
+ * console.log(e.count); // 12
+ * ```
+ */
+export class UndeliveredError extends Error {
+  /** The error name. */
+  override name = "UndeliveredError";
+  /** How many received messages were dropped undispatched. */
+  readonly count: number;
+  /** `count` messages were dropped after waiting `waitedMs` for the dispatcher. */
+  constructor(count: number, waitedMs: number) {
+    super(
+      `${count} message(s) received before the connection closed were not dispatched: the ` +
+        `dispatcher took nothing for ${waitedMs} ms (a read lock never resumed, or a handler ` +
+        `that never returns)`,
+    );
+    this.count = count;
+  }
+}
+
 /** A short description of an unknown error value, for messages. */
 export function describe(error: unknown): string {
   if (error instanceof Error) return error.message || error.name;

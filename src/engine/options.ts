@@ -14,27 +14,19 @@ import type {
 import { whatwgAdapter } from "../transport/whatwg_adapter.ts";
 import { wseAdapter } from "../transport/tcp_adapter.ts";
 import { sleep as defaultSleep } from "../util/async.ts";
-import type {
-  CloseContext,
-  MessageContext,
-  OpenContext,
-  RestartErrorContext,
-  SessionContext,
-} from "./context.ts";
+import type { CloseContext, MessageContext, OpenContext, SessionContext } from "./context.ts";
 import { context } from "./context.ts";
 import type { Dispatcher } from "../dispatch/types.ts";
 import { EngineOptionError } from "./errors.ts";
 import type { CloseError } from "./errors.ts";
 import { InlineDispatcher } from "../dispatch/inline.ts";
 import { PoolDispatcher, type PoolOptions, poolOptionsProblem } from "../dispatch/pool.ts";
+import type { SendBufferOptions, SendBufferOverflow } from "./send_buffer.ts";
+import { closestName } from "../util/names.ts";
+import type { LogSink } from "../util/rate_limited_log.ts";
 
 /** A close frame: what `onClose` may return, and what the engine then sends. */
-export interface CloseFrame {
-  /** The close code (1000–4999). Default 1001. */
-  readonly code: number;
-  /** The close reason (at most 123 bytes of UTF-8). Default "going away". */
-  readonly reason?: string;
-}
+export type CloseFrame = { readonly code: number; readonly reason?: string };
 
 /**
  * What a worker module given as `workers.module` exports: `onMessage` (required) and, optionally,
@@ -59,8 +51,10 @@ export interface WorkerModule {
 }
 
 /**
- * The six callbacks. All run on the main thread, except `onMessage`, which runs wherever the
- * dispatcher runs it (the main thread by default, a worker with a pool). All are optional.
+ * The six callbacks, with the names and meanings of gowse (the Go client engine this one
+ * follows). All run on the main thread, except `onMessage`, which runs wherever the dispatcher
+ * runs it (the main thread by default, a worker with a pool). All are optional; an error no
+ * callback handles goes to the engine's `logger`.
  *
  * @example
  * ```ts
@@ -85,22 +79,33 @@ export interface EngineClient {
    * The session is ending. `peer` is how the peer closed (its code and reason; 1006 on a drop),
    * or `undefined` when the engine closes (stop, restart, exit). The returned frame is what the
    * engine sends when it closes (default 1001 "going away"); it is ignored when the peer closed.
+   * `code` is 1000–4999 (default 1001), `reason` at most 123 bytes of UTF-8.
    */
   onClose?(
     peer: CloseInfo | undefined,
     ctx: CloseContext,
-  ): CloseFrame | void | Promise<CloseFrame | void>;
-  /** An `onMessage` handler threw, or the adapter reported a read problem (e.g. overflow). */
+  ):
+    | { readonly code: number; readonly reason?: string }
+    | void
+    | Promise<{ readonly code: number; readonly reason?: string } | void>;
+  /**
+   * An `onMessage` handler threw, or the adapter reported a read problem (an overflow, a message
+   * over `maxPayload`, a missed pong). Without it, these go to the `logger`.
+   */
   onReadError?(error: unknown, ctx: SessionContext): void | Promise<void>;
-  /** Closing failed (see `CloseError`). */
+  /** Closing failed (see `CloseError`). Without it, these go to the `logger`. */
   onCloseError?(error: CloseError): void | Promise<void>;
   /**
    * A reconnect attempt failed. `retryCount` counts the failures of this restart cycle, from 0.
+   * The name is gowse's: a *restart* is one reconnect cycle (a drop or `restart()`, then attempts
+   * until one succeeds). Without it, failed attempts go to the `logger`. `ctx.exit()` stops the
+   * engine for good (ends the retry loop); `ctx.willRetry` is false after the last attempt
+   * `reconnect.maxRetries` allows.
    */
   onRestartError?(
     error: unknown,
     retryCount: number,
-    ctx: RestartErrorContext,
+    ctx: { exit(): void; readonly willRetry: boolean },
   ): void | Promise<void>;
 }
 
@@ -121,12 +126,7 @@ export interface ReconnectOptions {
 }
 
 /** Client heartbeat: a ping every `intervalMs`; no pong within `timeoutMs` drops the connection. */
-export interface HeartbeatOptions {
-  /** Time between pings, in ms. */
-  intervalMs: number;
-  /** Pong deadline, in ms. Default `intervalMs`. */
-  timeoutMs?: number;
-}
+type HeartbeatOptions = { intervalMs: number; timeoutMs?: number };
 
 /** Builds the dispatcher that runs `onMessage` (one per `start()`…stop cycle). */
 type DispatcherFactory = (client: EngineClient) => Dispatcher;
@@ -193,7 +193,12 @@ export interface EngineOptions {
    * (ws, wse); with one that cannot, `onReadError` gets a `NotSupportedError` once per session.
    * Default off.
    */
-  heartbeat?: HeartbeatOptions;
+  heartbeat?: {
+    /** Time between pings, in ms. */
+    intervalMs: number;
+    /** Pong deadline, in ms. Default `intervalMs`. */
+    timeoutMs?: number;
+  };
   /** Largest message accepted (where the adapter can enforce it). */
   maxPayload?: number;
   /** Stop reading the socket past this many unread bytes (where the adapter can). Default 1 MiB. */
@@ -213,6 +218,21 @@ export interface EngineOptions {
    * Messages are handled in parallel, in arrival order per `orderingKey` when one is given.
    */
   workers?: Omit<PoolOptions, "assign">;
+  /**
+   * The offline send buffer: `engine.send()` and `engine.request()` queue their message while
+   * the engine is reconnecting, and the engine sends the queue once the next connection's
+   * `onOpen` resolved, in order, before any newer send. `true` for the defaults (1024 messages,
+   * 1 MiB, overflow `"reject-newest"`). Off by default: `send()` then rejects while offline.
+   * Needs auto-reconnect. See `docs/reliability.md`.
+   */
+  sendBuffer?: boolean | SendBufferOptions;
+  /**
+   * Where errors that no callback handles go (a throwing `onMessage` without `onReadError`, failed
+   * reconnect attempts without `onRestartError`, dropped buffered messages without `onDrop`, a
+   * callback that throws). Rate-limited: a storm of identical lines prints the first and then a
+   * count. Default `console.error`; `false` turns it off.
+   */
+  logger?: ((message: string, error?: unknown) => void) | false;
 }
 
 /** Options after defaults and validation. */
@@ -232,6 +252,10 @@ export interface ResolvedOptions {
   readonly maxQueuedBytes?: number;
   readonly overflow?: OverflowPolicy;
   readonly dispatcher: DispatcherFactory;
+  readonly sendBuffer?: Readonly<Required<Omit<SendBufferOptions, "onDrop">>> & {
+    readonly onDrop?: SendBufferOptions["onDrop"];
+  };
+  readonly logger?: LogSink;
 }
 
 /** Defaults, in one place. */
@@ -241,12 +265,16 @@ export const ENGINE_DEFAULTS: {
   readonly baseDelayMs: number;
   readonly maxDelayMs: number;
   readonly dispatchQueueLength: number;
+  readonly sendBufferMessages: number;
+  readonly sendBufferBytes: number;
 } = Object.freeze({
   openTimeoutMs: 10_000,
   stopTimeoutMs: 5_000,
   baseDelayMs: 500,
   maxDelayMs: 30_000,
   dispatchQueueLength: 1024,
+  sendBufferMessages: 1024,
+  sendBufferBytes: 1 << 20,
 });
 
 /** The module every pool worker imports to shape its handler context like the main thread's. */
@@ -262,6 +290,91 @@ const CALLBACKS = new Set([
 ]);
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const OVERFLOW = new Set(["close", "drop-newest", "drop-oldest"]);
+const SEND_OVERFLOW = new Set<SendBufferOverflow>(["reject-newest", "drop-oldest"]);
+
+// Every key each level accepts. The `satisfies` clauses make the compiler fail when an option is
+// added to (or removed from) an interface without this list following.
+const TOP_KEYS = Object.keys(
+  {
+    url: 1,
+    client: 1,
+    adapter: 1,
+    protocols: 1,
+    headers: 1,
+    reconnect: 1,
+    openTimeoutMs: 1,
+    stopTimeoutMs: 1,
+    heartbeat: 1,
+    maxPayload: 1,
+    readHighWaterMark: 1,
+    readLowWaterMark: 1,
+    maxQueuedBytes: 1,
+    overflow: 1,
+    dispatchQueueLength: 1,
+    workers: 1,
+    sendBuffer: 1,
+    logger: 1,
+  } satisfies Record<keyof EngineOptions, 1>,
+);
+const RECONNECT_KEYS = Object.keys(
+  {
+    enabled: 1,
+    baseDelayMs: 1,
+    maxDelayMs: 1,
+    maxRetries: 1,
+    random: 1,
+    sleep: 1,
+  } satisfies Record<
+    keyof ReconnectOptions,
+    1
+  >,
+);
+const HEARTBEAT_KEYS = Object.keys(
+  { intervalMs: 1, timeoutMs: 1 } satisfies Record<keyof HeartbeatOptions, 1>,
+);
+const WORKER_KEYS = Object.keys(
+  {
+    module: 1,
+    count: 1,
+    orderingKey: 1,
+    ringBytes: 1,
+    maxMessageBytes: 1,
+    initTimeoutMs: 1,
+    publishBatch: 1,
+  } satisfies Record<keyof NonNullable<EngineOptions["workers"]>, 1>,
+);
+const SEND_BUFFER_KEYS = Object.keys(
+  { maxMessages: 1, maxBytes: 1, overflow: 1, onDrop: 1 } satisfies Record<
+    keyof SendBufferOptions,
+    1
+  >,
+);
+
+/**
+ * Rejects the first key of `value` that `allowed` does not have, naming the closest valid one.
+ * `hint` may explain a key that belongs elsewhere (e.g. a callback given at the top level).
+ */
+function onlyKnownKeys(
+  where: string,
+  value: object,
+  allowed: readonly string[],
+  hint?: (key: string) => string | undefined,
+): void {
+  for (const key of Object.keys(value)) {
+    if (allowed.includes(key)) continue;
+    const field = where ? `${where}.${key}` : key;
+    const specific = hint?.(key);
+    if (specific) fail(field, specific, key);
+    const near = closestName(key, allowed);
+    fail(
+      field,
+      near
+        ? `is not an option; did you mean \`${where ? `${where}.` : ""}${near}\`?`
+        : `is not an option (${where || "options"} has: ${allowed.join(", ")})`,
+      key,
+    );
+  }
+}
 
 function fail(field: string, rule: string, value: unknown): never {
   throw new EngineOptionError(field, rule, value);
@@ -303,6 +416,15 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
   if (typeof options !== "object" || options === null) {
     fail("options", "must be an object", options);
   }
+  onlyKnownKeys(
+    "",
+    options,
+    TOP_KEYS,
+    (key) =>
+      CALLBACKS.has(key)
+        ? `is not an option: callbacks go in \`client\` (did you mean \`client.${key}\`?)`
+        : undefined,
+  );
 
   let url: URL;
   try {
@@ -317,13 +439,22 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
 
   const client = options.client;
   if (typeof client !== "object" || client === null) fail("client", "must be an object", client);
+  // The client may be an instance with its own fields and helpers: only keys that look like a
+  // callback, or like a top-level option put in the wrong place, are refused.
   for (const key of Object.keys(client)) {
-    if (/^on/i.test(key) && !CALLBACKS.has(key)) {
+    if (CALLBACKS.has(key)) continue;
+    if (/^on/i.test(key)) {
+      const near = closestName(key, CALLBACKS);
       fail(
         `client.${key}`,
-        `is not a callback (expected one of ${[...CALLBACKS].join(", ")})`,
+        near
+          ? `is not a callback; did you mean \`client.${near}\`?`
+          : `is not a callback (expected one of ${[...CALLBACKS].join(", ")})`,
         key,
       );
+    }
+    if (TOP_KEYS.includes(key) && key !== "client") {
+      fail(`client.${key}`, `is an engine option: did you mean the top-level \`${key}\`?`, key);
     }
   }
   for (const name of CALLBACKS) {
@@ -367,9 +498,20 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
   if (rc !== undefined && typeof rc !== "boolean" && (typeof rc !== "object" || rc === null)) {
     fail("reconnect", "must be a boolean or an object", rc);
   }
+  if (typeof rc === "object") onlyKnownKeys("reconnect", rc, RECONNECT_KEYS);
   const r: ReconnectOptions = typeof rc === "object" ? rc : { enabled: rc ?? true };
   if (r.enabled !== undefined && typeof r.enabled !== "boolean") {
     fail("reconnect.enabled", "must be a boolean", r.enabled);
+  }
+  if (r.enabled === false) {
+    const other = Object.keys(r).find((k) => k !== "enabled");
+    if (other) {
+      fail(
+        `reconnect.${other}`,
+        "contradicts reconnect.enabled false (there is no reconnect to tune): remove one",
+        (r as Record<string, unknown>)[other],
+      );
+    }
   }
   const baseDelayMs = positive("reconnect.baseDelayMs", r.baseDelayMs, ENGINE_DEFAULTS.baseDelayMs);
   const maxDelayMs = positive(
@@ -393,6 +535,7 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
   if (r.sleep !== undefined && typeof r.sleep !== "function") {
     fail("reconnect.sleep", "must be a function (ms, signal) => Promise<void>", r.sleep);
   }
+  const reconnectEnabled = r.enabled ?? true;
 
   const openTimeoutMs = positive(
     "openTimeoutMs",
@@ -408,12 +551,20 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
   if (options.heartbeat !== undefined) {
     const hb = options.heartbeat;
     if (typeof hb !== "object" || hb === null) fail("heartbeat", "must be an object", hb);
+    onlyKnownKeys("heartbeat", hb, HEARTBEAT_KEYS);
     if (hb.intervalMs === undefined) fail("heartbeat.intervalMs", "is required", undefined);
     const intervalMs = positive("heartbeat.intervalMs", hb.intervalMs, NaN);
     heartbeat = {
       intervalMs,
       timeoutMs: positive("heartbeat.timeoutMs", hb.timeoutMs, intervalMs),
     };
+    if (adapter.name === "whatwg") {
+      fail(
+        "heartbeat",
+        "needs an adapter that can ping: the WHATWG WebSocket cannot (use wseAdapter() or wsAdapter())",
+        hb,
+      );
+    }
   }
   const maxPayload = optionalPositiveInt("maxPayload", options.maxPayload);
   const readHighWaterMark = optionalPositiveInt("readHighWaterMark", options.readHighWaterMark);
@@ -434,11 +585,32 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
   let pool: DispatcherFactory | undefined;
   if (options.workers !== undefined) {
     const w = options.workers;
-    if (typeof w === "object" && w !== null && "assign" in w) {
-      fail("workers.assign", "is not an engine option: the engine's one connection is shared", w);
+    if (typeof w === "object" && w !== null) {
+      if ("assign" in w) {
+        fail(
+          "workers.assign",
+          "is not an engine option: the engine's one connection is shared",
+          w.assign,
+        );
+      }
+      onlyKnownKeys("workers", w, WORKER_KEYS);
     }
     const problem = poolOptionsProblem(w);
     if (problem) fail(`workers${problem.field}`, problem.rule, problem.value);
+    if (client.onMessage !== undefined) {
+      fail(
+        "client.onMessage",
+        "contradicts `workers`: with workers, onMessage runs in workers.module; remove one",
+        client.onMessage,
+      );
+    }
+    if (options.dispatchQueueLength !== undefined) {
+      fail(
+        "dispatchQueueLength",
+        "contradicts `workers`: it sizes the main-thread dispatcher (workers.ringBytes sizes the pool)",
+        options.dispatchQueueLength,
+      );
+    }
     pool = () => new PoolDispatcher(w, { context: CONTEXT_MODULE, order: "none" });
   }
   const dispatcher: DispatcherFactory = dispatcherOverrides.get(options) ?? pool ??
@@ -448,6 +620,44 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
         context,
       }));
 
+  let sendBuffer: ResolvedOptions["sendBuffer"];
+  const sb = options.sendBuffer;
+  if (sb !== undefined && sb !== false) {
+    if (sb !== true && (typeof sb !== "object" || sb === null)) {
+      fail("sendBuffer", "must be a boolean or an object", sb);
+    }
+    const o: SendBufferOptions = sb === true ? {} : sb;
+    onlyKnownKeys("sendBuffer", o, SEND_BUFFER_KEYS);
+    const overflow = o.overflow ?? "reject-newest";
+    if (!SEND_OVERFLOW.has(overflow)) {
+      fail("sendBuffer.overflow", 'must be "reject-newest" or "drop-oldest"', overflow);
+    }
+    if (o.onDrop !== undefined && typeof o.onDrop !== "function") {
+      fail("sendBuffer.onDrop", "must be a function (message, error) => void", o.onDrop);
+    }
+    if (!reconnectEnabled) {
+      fail(
+        "sendBuffer",
+        "contradicts reconnect: false (nothing would ever send the queue): remove one",
+        sb,
+      );
+    }
+    sendBuffer = {
+      maxMessages: optionalPositiveInt("sendBuffer.maxMessages", o.maxMessages) ??
+        ENGINE_DEFAULTS.sendBufferMessages,
+      maxBytes: optionalPositiveInt("sendBuffer.maxBytes", o.maxBytes) ??
+        ENGINE_DEFAULTS.sendBufferBytes,
+      overflow,
+      onDrop: o.onDrop,
+    };
+  }
+
+  const lg = options.logger;
+  if (lg !== undefined && lg !== false && typeof lg !== "function") {
+    fail("logger", "must be a function (message, error) => void, or false", lg);
+  }
+  const logger: LogSink | undefined = lg === false ? undefined : lg ?? defaultLogger;
+
   return {
     url,
     client,
@@ -455,7 +665,7 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
     protocols: options.protocols ? [...options.protocols] : undefined,
     headers: options.headers ? { ...options.headers } : undefined,
     reconnect: {
-      enabled: r.enabled ?? true,
+      enabled: reconnectEnabled,
       baseDelayMs,
       maxDelayMs,
       maxRetries,
@@ -471,5 +681,13 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
     maxQueuedBytes,
     overflow: options.overflow,
     dispatcher,
+    sendBuffer,
+    logger,
   };
+}
+
+/** `console.error`, with the error only when there is one. */
+function defaultLogger(message: string, error?: unknown): void {
+  if (error === undefined) console.error(message);
+  else console.error(message, error);
 }

@@ -48,8 +48,19 @@ export interface RequestOptions {
 /** Default `timeoutMs` of a request. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
+/**
+ * What the engine knows of a request's message: whether it was handed to a connection yet (a
+ * request queued in the offline buffer is not failed by the end of a session it was never sent
+ * on), and what to do once the request settles (withdraw its message if still queued).
+ */
+export interface RequestRecord {
+  sent: boolean;
+  settled?: () => void;
+}
+
 interface Pending {
   readonly matcher: ResponseMatcher;
+  readonly record?: RequestRecord;
   settle(result: { message: WireMessage } | { error: unknown }): void;
 }
 
@@ -77,9 +88,9 @@ export class RequestTracker {
 
   /**
    * Registers a request and resolves with its response. Register before sending, so a fast
-   * response cannot be missed.
+   * response cannot be missed. `record` tells whether its message was sent yet (default: it was).
    */
-  wait(options: RequestOptions): Promise<WireMessage> {
+  wait(options: RequestOptions, record?: RequestRecord): Promise<WireMessage> {
     const { match, signal } = options;
     const timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     if (signal?.aborted) return Promise.reject(signal.reason ?? new AbortError());
@@ -88,10 +99,12 @@ export class RequestTracker {
       const onAbort = () => pending.settle({ error: signal!.reason ?? new AbortError() });
       const pending: Pending = {
         matcher: match,
+        record,
         settle: (result) => {
           if (!this.#remove(pending)) return;
           if (timer !== undefined) clearTimeout(timer);
           signal?.removeEventListener("abort", onAbort);
+          record?.settled?.();
           if ("message" in result) resolve(result.message);
           else reject(result.error);
         },
@@ -140,13 +153,17 @@ export class RequestTracker {
     return false;
   }
 
-  /** Rejects every pending request (the connection closed, or the engine stopped). */
+  /**
+   * Rejects every pending request whose message was sent (the connection closed), or every one
+   * with `unsentToo` (the engine stopped).
+   */
   failAll(
     error: unknown = new ConnectionClosedError("the connection closed before a response arrived"),
+    unsentToo = true,
   ): void {
     const all: Pending[] = [...this.#predicates];
     for (const table of this.#byId.values()) for (const list of table.values()) all.push(...list);
-    for (const p of all) p.settle({ error });
+    for (const p of all) if (unsentToo || !p.record || p.record.sent) p.settle({ error });
   }
 
   #add(p: Pending): void {

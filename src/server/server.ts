@@ -48,6 +48,7 @@ interface Socket {
   readonly handshake: HandshakeInfo;
   readonly bufferedAmount: number;
   readonly closed: Promise<CloseInfo>;
+  readonly isClosed: boolean;
   poll(): WireMessage | undefined;
   onReadable(listener: (() => void) | undefined): void;
   setSink?(sink: MessageSink | undefined): void;
@@ -617,9 +618,9 @@ export class Server {
     }, info);
     this.#emit("connect", info);
     const counting = socket.stats ? undefined : () => (_m: WireMessage) => (c.messagesIn++, false);
-    void pump(socket, c.dispatch, counting).done.then(() => socket.closed).then((close) =>
-      this.#end(c, close)
-    );
+    void pump(socket, c.dispatch, { offer: counting }).done.then(() => socket.closed).then((
+      close,
+    ) => this.#end(c, close));
     return c;
   }
 

@@ -2,7 +2,7 @@
  * `connect()`: our RFC 6455 client on `Deno.connect` (+ `Deno.startTls` for `wss://`, with
  * `TCP_NODELAY` set on the TCP socket under TLS) — no WebSocket library.
  *
- * `ws://` and `wss://` (and `http://`/`https://`, treated alike), default ports 80/443, path and
+ * `ws://` and `wss://` only (any other scheme is a `DialError`), default ports 80/443, path and
  * query sent as the request target. The whole dial (TCP connect, TLS, HTTP upgrade) has one
  * budget, `handshakeTimeoutMs` (default 10 s); when it runs out the socket is closed and the
  * promise rejects with a `DialError` whose cause is a `TimeoutError`. Redirects (3xx) are not
@@ -93,10 +93,10 @@ export async function connect(
   } catch (e) {
     throw new DialError(`invalid URL ${String(url)}`, { cause: e });
   }
-  const tls = u.protocol === "wss:" || u.protocol === "https:";
-  if (!tls && u.protocol !== "ws:" && u.protocol !== "http:") {
+  if (u.protocol !== "ws:" && u.protocol !== "wss:") {
     throw new DialError(`unsupported URL scheme ${u.protocol} (use ws: or wss:)`);
   }
+  const tls = u.protocol === "wss:";
   const hostname = u.hostname.replace(/^\[(.*)\]$/, "$1");
   const port = u.port ? Number(u.port) : tls ? 443 : 80;
   const timeoutMs = options.handshakeTimeoutMs ?? 10_000;

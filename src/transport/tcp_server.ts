@@ -327,6 +327,10 @@ async function upgrade(
  * ```
  */
 export function serve(options: ServeOptions): WebSocketServer {
+  if (typeof options?.onConnection !== "function") {
+    // Without it every client would be accepted and then closed with 1011.
+    throw new TypeError("serve(options): options.onConnection (ws, request) => ... is required");
+  }
   const hostname = options.hostname ?? "127.0.0.1";
   const port = options.port ?? 0;
   const listener: Deno.Listener = options.tls

@@ -7,6 +7,12 @@
  * constructor, and close codes limited to 1000 and 3000–4999 (others are sent as 1000 with
  * their reason; the local {@linkcode CloseInfo} keeps the code asked for).
  *
+ * No size limit at the header either: the API hands over whole messages only, so `maxPayload`
+ * is checked once a message has arrived (the runtime has buffered it by then); a bigger one
+ * closes the connection and is reported through `onError`. The runtime applies its own limit
+ * underneath (Deno drops a connection whose frame header declares 64 MiB or more, without a
+ * close frame).
+ *
  * @module
  */
 
@@ -171,10 +177,13 @@ class WhatwgConnection extends QueuedConnection {
       const message: WireMessage = typeof data === "string"
         ? { type: "text", data }
         : { type: "binary", data: new Uint8Array(data as ArrayBuffer) };
-      if (
-        maxPayload !== undefined &&
-        (message.type === "text" ? data.length : data.byteLength) > maxPayload
-      ) {
+      const size = message.type === "text" ? data.length : data.byteLength;
+      if (maxPayload !== undefined && size > maxPayload) {
+        try {
+          opts.onError?.(
+            new RangeError(`a message of ${size} bytes exceeds maxPayload (${maxPayload})`),
+          );
+        } catch { /* the sink must not break reading */ }
         void this.close(1009, "message too big", 1000);
         return;
       }

@@ -3,6 +3,12 @@
  * headers, sends any close code, pings and awaits the pong, and stops reading the socket when
  * the incoming queue passes its high-water mark (`ws.pause()` / `ws.resume()`).
  *
+ * Size limit: `ws` checks a frame's declared length as soon as its header is read and answers
+ * one over `maxPayload` with close 1009 before buffering its payload. The adapter always gives it
+ * a limit (`maxPayload`, default {@linkcode WS_DEFAULT_MAX_PAYLOAD}, as our own client): `ws`
+ * treats a missing one as "no limit", and a peer could then announce 2^40 bytes and keep the
+ * connection waiting for them.
+ *
  * @module
  */
 
@@ -22,6 +28,15 @@ import {
   type WireMessage,
 } from "./types.ts";
 import { TimeoutError } from "../util/async.ts";
+
+/** The `maxPayload` the adapter gives `ws` when the dial options set none: 64 MiB. */
+export const WS_DEFAULT_MAX_PAYLOAD: number = 64 << 20;
+
+/**
+ * How long `ws` waits for the peer's answer to a close it started itself (after a protocol
+ * error such as 1009), before it drops the socket. `ws`'s own default is 30 s.
+ */
+const WS_CLOSE_TIMEOUT_MS = 5000;
 
 /**
  * The `npm:ws` adapter.
@@ -65,9 +80,10 @@ function dial(url: URL, opts: DialOptions, adapterOptions: WsAdapterOptions) {
       ws = new WebSocket(url.href, opts.protocols ? [...opts.protocols] : [], {
         headers: opts.headers ? { ...opts.headers } : undefined,
         handshakeTimeout: opts.handshakeTimeoutMs,
-        maxPayload: opts.maxPayload,
+        maxPayload: opts.maxPayload ?? WS_DEFAULT_MAX_PAYLOAD,
         perMessageDeflate: adapterOptions.perMessageDeflate ?? false,
         followRedirects: false,
+        closeTimeout: WS_CLOSE_TIMEOUT_MS,
       });
     } catch (cause) {
       return reject(
@@ -123,6 +139,10 @@ class WsConnection extends QueuedConnection {
   readonly #ws: WebSocket;
   readonly #pings: { resolve(rtt: number): void; reject(e: unknown): void; sent: number }[] = [];
   #localClose = false;
+  /** The close code `ws` sent itself after a protocol error (1002, 1007, 1009...). */
+  #errorCode?: number;
+  /** Errors before the handshake completed are the dial's (a `DialError`), not read errors. */
+  #open = false;
   #closing?: Promise<CloseInfo>;
 
   constructor(ws: WebSocket, opts: DialOptions) {
@@ -146,17 +166,27 @@ class WsConnection extends QueuedConnection {
       const p = this.#pings.shift();
       p?.resolve(performance.now() - p.sent);
     });
-    // After the handshake, errors end in "close"; listen so they are not thrown.
-    ws.on("error", () => {});
+    // After the handshake an error ends in "close": a protocol error (ws has then sent its
+    // close code, e.g. 1009 for a frame over maxPayload) is reported, never thrown or swallowed.
+    ws.on("error", (err: Error & { code?: string }) => {
+      if (!this.#open) return;
+      const status = (err as unknown as Record<symbol, unknown>)[statusCodeSymbol(err)];
+      if (typeof status === "number") this.#errorCode = status;
+      try {
+        opts.onError?.(err);
+      } catch { /* the sink must not break reading */ }
+    });
     ws.on("close", (code: number, reason: Buffer) => {
       const r = reason.toString("utf8");
       const wasClean = code !== 1006;
-      const info: CloseInfo = {
-        code,
-        reason: r,
-        wasClean,
-        initiator: this.#localClose ? "local" : wasClean ? "remote" : "drop",
-      };
+      const info: CloseInfo = this.#errorCode !== undefined && !this.#localClose
+        ? { code: this.#errorCode, reason: r, wasClean, initiator: "local" }
+        : {
+          code,
+          reason: r,
+          wasClean,
+          initiator: this.#localClose ? "local" : wasClean ? "remote" : "drop",
+        };
       const closedError = new ConnectionClosedError("the connection closed", info);
       for (const p of this.#pings.splice(0)) p.reject(closedError);
       this.ended(info);
@@ -164,6 +194,7 @@ class WsConnection extends QueuedConnection {
   }
 
   opened(handshake: HandshakeInfo): void {
+    this.#open = true;
     this.handshake = handshake;
   }
 
@@ -230,4 +261,10 @@ class WsConnection extends QueuedConnection {
     this.#localClose = true;
     this.#ws.terminate();
   }
+}
+
+/** `ws` keeps the close code of a protocol error under a symbol named "status-code". */
+function statusCodeSymbol(err: object): symbol {
+  return Object.getOwnPropertySymbols(err).find((k) => k.description === "status-code") ??
+    Symbol("none");
 }

@@ -691,16 +691,21 @@ function chaosClient(model: Model, engine: () => WebSocketEngine): EngineClient 
 async function chaosRun(adapter: () => WebSocketAdapter, cfg: Config): Promise<void> {
   const model = new Model(cfg);
   const server: EchoServer = startEchoServer();
+  const base = adapter();
   const engine: WebSocketEngine = new WebSocketEngine(withDispatcher({
     url: server.url,
-    adapter: observedAdapter(model, adapter()),
+    adapter: observedAdapter(model, base),
     client: chaosClient(model, () => engine),
     reconnect: cfg.reconnect
       ? { baseDelayMs: 5, maxDelayMs: 30, maxRetries: cfg.maxRetries }
       : false,
     openTimeoutMs: OPEN_MS,
     stopTimeoutMs: STOP_MS,
-    heartbeat: cfg.heartbeat ? { intervalMs: 50, timeoutMs: 100 } : undefined,
+    // The WHATWG WebSocket cannot ping: the engine refuses a heartbeat with it.
+    heartbeat: cfg.heartbeat && base.name !== "whatwg"
+      ? { intervalMs: 50, timeoutMs: 100 }
+      : undefined,
+    logger: (message) => model.note(message),
   }, (client) => observedDispatcher(model, client)));
   let seq = 0;
   model.hooks = { stop: () => stop(), start: () => start() };
@@ -1024,7 +1029,7 @@ Deno.test({
       for (const path of ["start", "reconnect"] as const) {
         for (let k = 0; k < 8; k++) {
           let opens = 0;
-          let stopping: Promise<void> | undefined;
+          let stopping: Promise<unknown> | undefined;
           const states: string[] = [];
           const unsettled = new Set<AdapterConnection>();
           const inner = wsAdapter();

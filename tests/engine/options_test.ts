@@ -2,12 +2,13 @@ import assert from "node:assert/strict";
 import { WebSocketEngine } from "../../src/engine/engine.ts";
 import { EngineOptionError } from "../../src/engine/errors.ts";
 import { type EngineOptions, resolveOptions } from "../../src/engine/options.ts";
+import { whatwgAdapter } from "../../src/transport/whatwg_adapter.ts";
 
 const base: EngineOptions = { url: "ws://127.0.0.1:9/", client: {} };
 
 function rejects(patch: Record<string, unknown>, field: string, rule: RegExp) {
   assert.throws(
-    () => new WebSocketEngine({ ...base, ...patch } as EngineOptions),
+    () => new WebSocketEngine({ ...base, logger: false, ...patch } as EngineOptions),
     (e: unknown) => {
       assert.ok(e instanceof EngineOptionError, String(e));
       assert.equal(e.field, field);
@@ -35,7 +36,7 @@ Deno.test("bad options are rejected with the field and the rule", () => {
   rejects({ url: "http://127.0.0.1/" }, "url", /ws: or wss: scheme/);
   rejects({ url: "ws://127.0.0.1/#x" }, "url", /fragment/);
   rejects({ client: null }, "client", /object/);
-  rejects({ client: { onmessage() {} } }, "client.onmessage", /not a callback/);
+  rejects({ client: { onmessage() {} } }, "client.onmessage", /did you mean `client.onMessage`/);
   rejects({ client: { onOpen: 1 } }, "client.onOpen", /function/);
   rejects({ adapter: {} }, "adapter", /dial/);
   rejects({ protocols: "chat" }, "protocols", /array/);
@@ -62,4 +63,60 @@ Deno.test("bad options are rejected with the field and the rule", () => {
   rejects({ heartbeat: {} }, "heartbeat.intervalMs", /required/);
   rejects({ heartbeat: { intervalMs: 0 } }, "heartbeat.intervalMs", /> 0/);
   rejects({ heartbeat: { intervalMs: 10, timeoutMs: -5 } }, "heartbeat.timeoutMs", /> 0/);
+});
+
+Deno.test("unknown keys are refused at every level, naming the closest valid one", () => {
+  rejects({ reconect: { maxRetries: 3 } }, "reconect", /did you mean `reconnect`\?/);
+  rejects({ URL: "ws://x/" }, "URL", /did you mean `url`/);
+  rejects({ colour: 1 }, "colour", /is not an option \(options has: url, client/);
+  rejects({ onMessage() {} }, "onMessage", /callbacks go in `client` .*`client.onMessage`/);
+  rejects({ client: { onOpne() {} } }, "client.onOpne", /did you mean `client.onOpen`/);
+  rejects({ client: { reconnect: false } }, "client.reconnect", /top-level `reconnect`/);
+  rejects({ reconnect: { maxRetry: 3 } }, "reconnect.maxRetry", /`reconnect.maxRetries`/);
+  rejects({ heartbeat: { interval: 10 } }, "heartbeat.interval", /`heartbeat.intervalMs`/);
+  rejects({ workers: { module: "./h.ts", cout: 2 } }, "workers.cout", /`workers.count`/);
+  rejects({ sendBuffer: { maxMessage: 2 } }, "sendBuffer.maxMessage", /`sendBuffer.maxMessages`/);
+  // A client object may carry its own helpers and fields.
+  const client = { onMessage() {}, state: 0, helper() {} };
+  new WebSocketEngine({ ...base, client });
+});
+
+Deno.test("contradictory options are named errors", () => {
+  rejects(
+    { reconnect: { enabled: false, maxRetries: 3 } },
+    "reconnect.maxRetries",
+    /contradicts reconnect.enabled false/,
+  );
+  rejects({ reconnect: false, sendBuffer: true }, "sendBuffer", /contradicts reconnect: false/);
+  rejects(
+    { client: { onMessage() {} }, workers: { module: "./h.ts" } },
+    "client.onMessage",
+    /contradicts `workers`/,
+  );
+  rejects(
+    { workers: { module: "./h.ts" }, dispatchQueueLength: 8 },
+    "dispatchQueueLength",
+    /contradicts `workers`/,
+  );
+  rejects(
+    { adapter: whatwgAdapter(), heartbeat: { intervalMs: 1000 } },
+    "heartbeat",
+    /cannot \(use wseAdapter\(\) or wsAdapter\(\)\)/,
+  );
+});
+
+Deno.test("sendBuffer and logger options", () => {
+  const r = resolveOptions({ ...base, sendBuffer: true });
+  assert.deepEqual(
+    { ...r.sendBuffer },
+    { maxMessages: 1024, maxBytes: 1 << 20, overflow: "reject-newest", onDrop: undefined },
+  );
+  assert.equal(resolveOptions(base).sendBuffer, undefined);
+  assert.equal(resolveOptions({ ...base, logger: false }).logger, undefined);
+  assert.equal(typeof resolveOptions(base).logger, "function");
+  rejects({ sendBuffer: 1 }, "sendBuffer", /boolean or an object/);
+  rejects({ sendBuffer: { maxBytes: 0 } }, "sendBuffer.maxBytes", /integer > 0/);
+  rejects({ sendBuffer: { overflow: "drop-newest" } }, "sendBuffer.overflow", /reject-newest/);
+  rejects({ sendBuffer: { onDrop: "x" } }, "sendBuffer.onDrop", /function/);
+  rejects({ logger: console }, "logger", /function .* or false/);
 });

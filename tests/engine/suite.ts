@@ -11,7 +11,15 @@
 
 import assert from "node:assert/strict";
 import { WebSocketEngine } from "../../src/engine/engine.ts";
-import { CloseError, EngineStartError, EngineStateError } from "../../src/engine/errors.ts";
+import {
+  CloseError,
+  EngineOptionError,
+  EngineStartError,
+  EngineStateError,
+  UndeliveredError,
+} from "../../src/engine/errors.ts";
+import { SendBufferFullError } from "../../src/engine/send_buffer.ts";
+import type { StateChange } from "../../src/engine/engine.ts";
 import { LeaseResumedError } from "../../src/dispatch/types.ts";
 import type { EngineClient, EngineOptions } from "../../src/engine/options.ts";
 import type { MessageContext, OpenContext } from "../../src/engine/context.ts";
@@ -45,6 +53,7 @@ export interface SuiteTarget {
   caps: AdapterCaps;
 }
 
+const errorText = (e: unknown) => (e instanceof Error ? `${e.name}: ${e.message}` : String(e));
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const text = (m: WireMessage) => (m.type === "text" ? m.data : new TextDecoder().decode(m.data));
 
@@ -78,12 +87,15 @@ function silentServer(): { url: string; close(): Promise<void> } {
 /** Registers the suite for `target`. */
 export function engineSuite(target: SuiteTarget): void {
   const { name, caps } = target;
+  // What the engines of the running test logged (their `logger`), instead of stderr.
+  let logged: string[] = [];
   const test = (title: string, fn: (server: EchoServer) => Promise<void>) =>
     Deno.test({
       name: `[${name}] ${title}`,
       sanitizeOps: true,
       sanitizeResources: true,
       async fn() {
+        logged = [];
         const server = startEchoServer();
         try {
           await fn(server);
@@ -104,6 +116,8 @@ export function engineSuite(target: SuiteTarget): void {
       reconnect: { baseDelayMs: 5, maxDelayMs: 20 },
       openTimeoutMs: 2000,
       stopTimeoutMs: 2000,
+      logger: (message: string, error?: unknown) =>
+        void logged.push(error === undefined ? message : `${message} ${errorText(error)}`),
       ...extra,
     });
 
@@ -689,22 +703,25 @@ export function engineSuite(target: SuiteTarget): void {
     const errors: unknown[] = [];
     const closes: (number | undefined)[] = [];
     let opens = 0;
-    const engine = engineFor(server, {
+    const client: EngineClient = {
       onOpen: () => void opens++,
       onReadError: (e) => void errors.push(e),
       onClose: (peer) => void closes.push(peer?.code),
-    }, { heartbeat: { intervalMs: 20, timeoutMs: 50 } });
-    await engine.start();
+    };
     if (!caps.ping) {
-      await until(() => errors.length === 1, "NotSupportedError reported");
-      assert.ok(errors[0] instanceof NotSupportedError);
+      // An adapter that cannot ping cannot have a heartbeat: refused when the engine is built.
+      assert.throws(
+        () => engineFor(server, client, { heartbeat: { intervalMs: 20, timeoutMs: 50 } }),
+        (e: unknown) => e instanceof EngineOptionError && e.field === "heartbeat",
+      );
+      const engine = engineFor(server, client);
+      await engine.start();
       await assert.rejects(engine.ping(), NotSupportedError);
-      await new Promise((r) => setTimeout(r, 60));
-      assert.equal(errors.length, 1); // once per session, and the session goes on
-      assert.equal(engine.state, "open");
       await engine.stop();
       return;
     }
+    const engine = engineFor(server, client, { heartbeat: { intervalMs: 20, timeoutMs: 50 } });
+    await engine.start();
     const rtt = await engine.ping(1000);
     assert.ok(rtt >= 0);
     await new Promise((r) => setTimeout(r, 80)); // a few heartbeats pass
@@ -729,5 +746,176 @@ export function engineSuite(target: SuiteTarget): void {
     assert.equal(errors.length, 1);
     assert.ok(errors[0] instanceof CloseError);
     assert.equal(errors[0].code, 1005);
+  });
+
+  // ---- reliability: offline buffer, state changes, no silent failure ----
+
+  test("offline buffer: sends while reconnecting go out once, in order, after onOpen, before newer sends", async (server) => {
+    const engine = engineFor(server, {
+      onOpen: (ctx) => ctx.send(`hello:${ctx.restarting}`),
+    }, { sendBuffer: true });
+    await engine.start();
+    assert.equal(await engine.send("a"), "sent");
+    await until(() => server.received.length === 2, "a");
+    await server.kill();
+    await engine.waitFor("reconnecting", { timeoutMs: 5000 });
+    for (let i = 1; i <= 5; i++) assert.equal(await engine.send(`b${i}`), "buffered");
+    assert.equal(engine.sendBuffer?.length, 5);
+    assert.equal(engine.sendBuffer?.bytes, 10);
+    assert.deepEqual(engine.sendBuffer?.messages(), ["b1", "b2", "b3", "b4", "b5"]);
+    await server.restart();
+    await engine.waitFor("open", { timeoutMs: 5000 });
+    const c = await engine.send("c"); // queued behind the flush, or sent once it is done
+    assert.ok(c === "sent" || c === "buffered");
+    await until(() => server.received.includes("c"), "c");
+    assert.deepEqual(server.received, [
+      "hello:false",
+      "a",
+      "hello:true",
+      "b1",
+      "b2",
+      "b3",
+      "b4",
+      "b5",
+      "c",
+    ]);
+    assert.equal(engine.sendBuffer?.length, 0);
+    assert.deepEqual(await engine.stop(), []);
+  });
+
+  test("offline buffer: overflow rejects the newest, or drops (and reports) the oldest", async (server) => {
+    const dropped: string[] = [];
+    const rejecting = engineFor(server, {}, { sendBuffer: { maxMessages: 2 } });
+    const dropping = engineFor(server, {}, {
+      sendBuffer: {
+        maxMessages: 100,
+        maxBytes: 4,
+        overflow: "drop-oldest",
+        onDrop: (m, e) => void dropped.push(`${m}:${e.name}`),
+      },
+    });
+    await rejecting.start();
+    await dropping.start();
+    await server.kill();
+    await rejecting.waitFor("reconnecting", { timeoutMs: 5000 });
+    await dropping.waitFor("reconnecting", { timeoutMs: 5000 });
+    assert.equal(await rejecting.send("1"), "buffered");
+    assert.equal(await rejecting.send("2"), "buffered");
+    await assert.rejects(
+      rejecting.send("3"),
+      (e: unknown) =>
+        e instanceof SendBufferFullError && e.limit === "maxMessages" && e.queuedMessages === 2,
+    );
+    for (const m of ["aa", "bb", "cc"]) assert.equal(await dropping.send(m), "buffered");
+    assert.deepEqual(dropped, ["aa:SendBufferFullError"]);
+    // One message larger than the whole buffer is refused whatever the policy.
+    await assert.rejects(dropping.send("12345"), SendBufferFullError);
+    assert.deepEqual(dropping.sendBuffer?.messages(), ["bb", "cc"]);
+    // What is still queued at stop() is handed back, in order; the buffer is then empty.
+    assert.deepEqual(await rejecting.stop(), ["1", "2"]);
+    assert.deepEqual(await dropping.stop(), ["bb", "cc"]);
+    assert.equal(dropping.sendBuffer?.length, 0);
+    await assert.rejects(dropping.send("late"), ConnectionClosedError);
+  });
+
+  test("without the buffer, send() while reconnecting rejects and says how to queue", async (server) => {
+    const engine = engineFor(server, {});
+    await assert.rejects(engine.send("x"), /not started/);
+    await engine.start();
+    await server.kill();
+    await engine.waitFor("reconnecting", { timeoutMs: 5000 });
+    await assert.rejects(engine.send("x"), (e: unknown) => {
+      assert.ok(e instanceof ConnectionClosedError);
+      assert.match(e.message, /reconnecting.*sendBuffer/);
+      return true;
+    });
+    await assert.rejects(engine.request("x", { match: () => true }), ConnectionClosedError);
+    await engine.stop();
+  });
+
+  test("offline buffer: a request made while reconnecting is sent after the reconnect and answered", async (server) => {
+    const engine = engineFor(server, {}, { sendBuffer: true });
+    await engine.start();
+    await server.kill();
+    await engine.waitFor("reconnecting", { timeoutMs: 5000 });
+    const answered = engine.request("q1", { match: (m) => text(m) === "q1", timeoutMs: 5000 });
+    // A request that times out while queued withdraws its message: it is never sent later.
+    await assert.rejects(
+      engine.request("q2", { match: (m) => text(m) === "q2", timeoutMs: 10 }),
+      TimeoutError,
+    );
+    assert.deepEqual(engine.sendBuffer?.messages(), ["q1"]);
+    await server.restart();
+    assert.equal(text(await answered), "q1");
+    await engine.send("after");
+    await until(() => server.received.includes("after"), "after");
+    assert.deepEqual(server.received, ["q1", "after"]);
+    await engine.stop();
+  });
+
+  test("state changes are reported in order; waitFor replaces polling", async (server) => {
+    const engine = engineFor(server, {});
+    const seen: string[] = [];
+    const off = engine.onStateChange((c: StateChange) =>
+      void seen.push(`${c.previous}>${c.state}`)
+    );
+    await engine.start();
+    await server.kill();
+    assert.equal(await engine.waitFor("reconnecting", { timeoutMs: 5000 }), "reconnecting");
+    await server.restart();
+    await engine.waitFor("open", { timeoutMs: 5000 });
+    await assert.rejects(engine.waitFor("stopped", { timeoutMs: 10 }), TimeoutError);
+    await engine.stop();
+    await Promise.resolve(); // listeners run in their own microtasks
+    off();
+    assert.deepEqual(seen, [
+      "stopped>starting",
+      "starting>open",
+      "open>closing",
+      "closing>reconnecting",
+      "reconnecting>open",
+      "open>stopping",
+      "stopping>stopped",
+    ]);
+  });
+
+  test("no silent failure: a throwing onMessage and a dead server reach the logger, rate-limited", async (server) => {
+    const engine = engineFor(server, {
+      onMessage: () => {
+        throw new Error("handler bug");
+      },
+    }, { reconnect: { baseDelayMs: 1, maxDelayMs: 2, maxRetries: 40 } });
+    await engine.start();
+    for (let i = 0; i < 30; i++) await engine.send("boom");
+    await until(() => logged.some((l) => l.includes("handler bug")), "the handler's error logged");
+    await server.kill();
+    await engine.done; // gives up after 40 refused attempts
+    assert.ok(logged.some((l) => /reconnect attempt failed .*Error/.test(l)), logged.join("\n"));
+    assert.ok(logged.some((l) => /gave up reconnecting after 40/.test(l)), logged.join("\n"));
+    // 30 identical handler errors and 40 identical refusals print a few lines, with counts.
+    assert.ok(logged.length < 10, `a flood of ${logged.length} lines`);
+    assert.ok(logged.some((l) => /\(\d+ more in the last \d+ s\)/.test(l)), logged.join("\n"));
+  });
+
+  test("a read lock held while the connection drops cannot wedge the session", async (server) => {
+    const errors: unknown[] = [];
+    let opens = 0;
+    const engine = engineFor(server, {
+      onOpen: () => void opens++,
+      onReadError: (e) => void errors.push(e),
+    }, { dispatchQueueLength: 2, stopTimeoutMs: 200 });
+    await engine.start();
+    const lease = await engine.pause(); // never resumed, never read
+    for (let i = 0; i < 10; i++) server.broadcast(`m${i}`);
+    await new Promise((r) => setTimeout(r, 50)); // they arrive: 2 in the dispatcher, the rest held
+    await server.kill();
+    await engine.waitFor("reconnecting", { timeoutMs: 5000 });
+    const undelivered = errors.find((e) => e instanceof UndeliveredError) as UndeliveredError;
+    assert.ok(undelivered, "the messages left behind are reported");
+    assert.equal(undelivered.count, 8);
+    assert.equal(lease.held, false, "the lease ended with its session");
+    await server.restart();
+    await until(() => opens === 2, "reconnected");
+    await engine.stop();
   });
 }
