@@ -11,6 +11,7 @@ import { ConnectionClosedError, type WireMessage } from "../transport/types.ts";
 import { type Deferred, deferred, within } from "../util/async.ts";
 import { Turns } from "../util/turn.ts";
 import { Lease } from "./lease.ts";
+import { ATTR, carrierOf, processMessage, type Telemetry } from "../telemetry/telemetry.ts";
 import {
   type ConnectionHost,
   type DispatchConnection,
@@ -20,6 +21,7 @@ import {
   type Handlers,
   LeaseResumedError,
   type PauseLease,
+  type TraceCarrier,
 } from "./types.ts";
 
 /**
@@ -41,6 +43,8 @@ export interface InlineOptions<C = HandlerContext> {
   maxQueuedPerConnection?: number;
   /** Builds the context handlers get from the base one (the engine and the server add names). */
   context?: (base: HandlerContext) => C;
+  /** Where traced messages' `process` spans go (the owner's). */
+  telemetry?: Telemetry;
 }
 
 const OPEN = 0, MESSAGE = 1, CLOSE = 2;
@@ -50,6 +54,7 @@ interface Entry {
   conn: InlineConnection;
   message?: WireMessage;
   info?: unknown;
+  trace?: TraceCarrier;
 }
 
 class InlineConnection implements DispatchConnection {
@@ -75,8 +80,8 @@ class InlineConnection implements DispatchConnection {
   get id(): string {
     return this.host.id;
   }
-  push(message: WireMessage): boolean {
-    return this.#d.offer(this, message);
+  push(message: WireMessage, trace?: TraceCarrier): boolean {
+    return this.#d.offer(this, message, trace);
   }
   writable(): Promise<void> {
     return this.#d.writable(this);
@@ -113,6 +118,7 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
   readonly #max: number;
   readonly #maxPer: number;
   readonly #context?: (base: HandlerContext) => C;
+  readonly #telemetry?: Telemetry;
   #queue: (Entry | undefined)[] = [];
   #head = 0;
   /** Message entries queued (what the bound counts). */
@@ -132,6 +138,7 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
     this.#max = options.maxQueued ?? 1024;
     this.#maxPer = Math.min(this.#max, options.maxQueuedPerConnection ?? this.#max);
     this.#context = options.context;
+    this.#telemetry = options.telemetry;
   }
 
   /** Messages queued, not yet handled. */
@@ -161,12 +168,12 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
   }
 
   /** Queues a message of `conn`; false when full. */
-  offer(conn: InlineConnection, message: WireMessage): boolean {
+  offer(conn: InlineConnection, message: WireMessage, trace?: TraceCarrier): boolean {
     if (this.#closed || conn.ended) return true; // nothing runs any more: taken and dropped
     if (this.#messages >= this.#max || conn.messages >= this.#maxPer) return false;
     this.#messages++;
     conn.messages++;
-    this.#enqueue({ kind: MESSAGE, conn, message });
+    this.#enqueue({ kind: MESSAGE, conn, message, trace });
     return true;
   }
 
@@ -372,8 +379,16 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
     this.#running = run;
     try {
       let result: unknown;
-      if (entry.kind === MESSAGE) result = h.onMessage?.(entry.message!, conn.ctx);
-      else if (entry.kind === OPEN) result = h.onConnect?.(conn.ctx, entry.info);
+      if (entry.kind === MESSAGE) {
+        const base = conn.ctx as { trace?: TraceCarrier };
+        const tel = this.#telemetry;
+        result = entry.trace && tel
+          ? processMessage(tel, entry.trace, { [ATTR.CLIENT_ID]: conn.id }, (span) => {
+            base.trace = carrierOf(span) ?? entry.trace;
+            return h.onMessage?.(entry.message!, conn.ctx);
+          })
+          : (base.trace = undefined, h.onMessage?.(entry.message!, conn.ctx));
+      } else if (entry.kind === OPEN) result = h.onConnect?.(conn.ctx, entry.info);
       else result = h.onDisconnect?.(entry.info, conn.ctx);
       if (result && typeof (result as Promise<unknown>).then === "function") {
         this.#inFlight = result as Promise<unknown>;

@@ -245,10 +245,11 @@ function resolveModule(module: string | URL): URL {
   }
 }
 
+/** A record's trace bytes: `traceparent`, `tracestate` and the arrival time, one per line. */
 function encodeTrace(trace: TraceCarrier | undefined): Uint8Array | undefined {
   if (!trace?.traceparent) return undefined;
   return encoder.encode(
-    trace.tracestate ? `${trace.traceparent}\n${trace.tracestate}` : trace.traceparent,
+    `${trace.traceparent}\n${trace.tracestate ?? ""}\n${trace.receivedAt ?? ""}`,
   );
 }
 

@@ -376,11 +376,13 @@ export function decode(
     d.message = { type: "text", data: decoder.decode(view) };
   }
   if (traceLen > 0) {
-    const s = decoder.decode(ringBytes.subarray(traceAt, traceAt + traceLen));
-    const nl = s.indexOf("\n");
-    d.trace = nl < 0 ? { traceparent: s } : {
-      traceparent: s.slice(0, nl) || undefined,
-      tracestate: s.slice(nl + 1) || undefined,
+    const [traceparent, tracestate, receivedAt] = decoder.decode(
+      ringBytes.subarray(traceAt, traceAt + traceLen),
+    ).split("\n");
+    d.trace = {
+      traceparent,
+      tracestate: tracestate || undefined,
+      receivedAt: receivedAt ? Number(receivedAt) : undefined,
     };
   }
   return d;

@@ -12,6 +12,7 @@
 import { ConnectionClosedError, type OutgoingData } from "../transport/types.ts";
 import { type Deferred, deferred, within } from "../util/async.ts";
 import { Lease } from "./lease.ts";
+import { ATTR, carrierOf, processMessage, Telemetry } from "../telemetry/telemetry.ts";
 import {
   C,
   claim,
@@ -214,6 +215,8 @@ async function readerLoop(
     });
 
   const contexts = new Map<number, Cached>();
+  // The worker's own providers (Deno's with OTEL_DENO=true, or what the module registered).
+  const telemetry = new Telemetry("wse.worker");
   // Leases taken while a handler runs. One still held when its handler settles is released
   // then: the lock is this worker's token, so keeping it would stall every reader of the ring.
   const leases: Lease[] = [];
@@ -342,8 +345,16 @@ async function readerLoop(
       let r: unknown;
       if (d.kind & K_OPEN) r = onConnect?.(c.ctx, d.info);
       else if (d.kind & K_CLOSE) r = onDisconnect?.(d.info, c.ctx);
-      else {
-        c.base.trace = d.trace;
+      else if (d.trace) {
+        r = processMessage(telemetry, d.trace, {
+          [ATTR.CLIENT_ID]: c.base.connectionId,
+          [ATTR.WORKER_ID]: workerId,
+        }, (span) => {
+          c.base.trace = carrierOf(span) ?? d.trace;
+          return onMessage(d.message!, c.ctx);
+        });
+      } else {
+        c.base.trace = undefined;
         r = onMessage(d.message!, c.ctx);
       }
       if (r && typeof (r as Promise<void>).then === "function") {

@@ -21,12 +21,15 @@ import {
   type HandshakeInfo,
   NotSupportedError,
   type OutgoingData,
+  ReadOverflowError,
   type WireMessage,
 } from "../transport/types.ts";
 import { AbortError, deferred, sleep, TimeoutError, within } from "../util/async.ts";
 import { RateLimitedLog } from "../util/rate_limited_log.ts";
 import { Lease } from "../dispatch/lease.ts";
 import { pump } from "../dispatch/pump.ts";
+import { context as otelContext, type Span, trace as otelTrace } from "@opentelemetry/api";
+import { ATTR, fail as failSpan, SpanKind, Telemetry } from "../telemetry/telemetry.ts";
 import type {
   ConnectionHost,
   DispatchConnection,
@@ -79,6 +82,8 @@ class Session {
   readonly life = new AbortController();
   /** Set by the pump while it runs: a close request must wake it. */
   onInterrupt?: () => void;
+  /** The session's span, from activation to the end of its close. */
+  span?: Span;
 
   requestClose(why: CloseRequest): void {
     if (this.closeRequest || this.state === "closing" || this.state === "ended") return;
@@ -143,6 +148,9 @@ export class WebSocketEngine {
   readonly #requests = new RequestTracker();
   readonly #buffer?: SendBuffer;
   readonly #log?: RateLimitedLog;
+  readonly #tel: Telemetry;
+  /** Where this engine connects, as span names say it (`host/path`). */
+  readonly #dest: string;
   readonly #listeners = new Set<(change: StateChange) => void>();
   #state: EngineState = "stopped";
   #run?: Run;
@@ -158,6 +166,8 @@ export class WebSocketEngine {
     this.#client = this.#opts.client;
     if (this.#opts.sendBuffer) this.#buffer = new SendBuffer(this.#opts.sendBuffer);
     if (this.#opts.logger) this.#log = new RateLimitedLog(this.#opts.logger);
+    this.#tel = new Telemetry("wse.engine", this.#opts.telemetry);
+    this.#dest = this.#opts.url.host + this.#opts.url.pathname;
   }
 
   /** Where the engine is in its lifecycle (see {@linkcode WebSocketEngine.onStateChange}). */
@@ -259,7 +269,8 @@ export class WebSocketEngine {
    */
   async start(): Promise<void> {
     if (this.#run) throw new EngineStateError("start", this.#state);
-    const run = new Run(this.#opts.dispatcher(this.#client));
+    const run = new Run(this.#opts.dispatcher(this.#client, this.#tel));
+    const span = this.#tel.start(`start ${this.#dest}`, SpanKind.INTERNAL, this.#serverAttrs());
     this.#run = run;
     this.#lastDone = run.done.promise;
     this.#setState(run, "starting");
@@ -275,7 +286,12 @@ export class WebSocketEngine {
       // One task from the dial to the end of the lifecycle: stop() never awaits a stale one.
       run.task = opening.then((session) => this.#lifecycle(run, session), noop);
       await opening;
+      span?.end();
     } catch (error) {
+      if (span) {
+        failSpan(span, error);
+        span.end();
+      }
       await this.#finish(run);
       throw error instanceof EngineStartError ? error : new EngineStartError(error);
     }
@@ -420,7 +436,11 @@ export class WebSocketEngine {
     }
   }
 
-  async #stop(run: Run): Promise<void> {
+  #stop(run: Run): Promise<void> {
+    return this.#tel.run(`stop ${this.#dest}`, SpanKind.INTERNAL, {}, () => this.#stopRun(run));
+  }
+
+  async #stopRun(run: Run): Promise<void> {
     const budget = this.#opts.stopTimeoutMs;
     this.#setState(run, "stopping");
     run.deadline = performance.now() + budget;
@@ -495,6 +515,11 @@ export class WebSocketEngine {
   #activate(run: Run, s: Session): void {
     s.state = "open";
     run.session = s;
+    s.span = this.#tel.start(`session ${this.#dest}`, SpanKind.INTERNAL, {
+      ...this.#serverAttrs(),
+      [ATTR.CLIENT_ID]: s.id,
+    });
+    this.#tel.counts.connections++;
     const host: ConnectionHost = {
       id: s.id,
       send: (data) => this.#send(s, data),
@@ -547,6 +572,9 @@ export class WebSocketEngine {
     const offer = (m: WireMessage) => requests.offer(m);
     const p = pump(s.conn!, s.dispatch!, {
       offer: () => requests.size > 0 ? offer : undefined,
+      observe: this.#opts.telemetry === false
+        ? undefined
+        : { telemetry: this.#tel, destination: this.#dest, clientId: s.id },
       stallMs: this.#opts.stopTimeoutMs,
       onUndelivered: (n) =>
         this.#readError(run, s, new UndeliveredError(n, this.#opts.stopTimeoutMs)),
@@ -576,7 +604,15 @@ export class WebSocketEngine {
     let frame: CloseFrame | void = undefined;
     try {
       frame = await within(
-        Promise.resolve().then(() => this.#client.onClose?.(peer, ctx)),
+        Promise.resolve().then(() =>
+          this.#client.onClose
+            ? this.#tel.run("callback onClose", SpanKind.INTERNAL, {
+              [ATTR.CALLBACK]: "onClose",
+              [ATTR.CLOSE_CODE]: peer?.code ?? 0,
+            }, () =>
+              this.#client.onClose!(peer, ctx), this.#within(s))
+            : undefined
+        ),
         { timeoutMs: this.#left(run), what: "onClose" },
       );
     } catch (error) {
@@ -622,6 +658,31 @@ export class WebSocketEngine {
       }
     }
     s.state = "ended";
+    this.#tel.counts.connections--;
+    if (s.span) {
+      const close = peer ??
+        { code: frame ? frame.code : 1001, reason: frame?.reason ?? "", wasClean: true };
+      s.span.setAttributes({
+        [ATTR.CLOSE_CODE]: close.code,
+        [ATTR.CLOSE_REASON]: close.reason,
+        [ATTR.CLOSE_CLEAN]: close.wasClean,
+      });
+      s.span.end();
+    }
+  }
+
+  /** The session's span as parent: callbacks and the user's own spans nest under it. */
+  #within(s: Session) {
+    return s.span ? otelTrace.setSpan(otelContext.active(), s.span) : undefined;
+  }
+
+  #serverAttrs() {
+    const url = this.#opts.url;
+    return {
+      [ATTR.SYSTEM]: "websocket",
+      [ATTR.SERVER_ADDRESS]: url.hostname,
+      [ATTR.SERVER_PORT]: Number(url.port) || (url.protocol === "wss:" ? 443 : 80),
+    };
   }
 
   /** The retry loop. Resolves with an open session, or undefined when it gave up or was ended. */
@@ -632,15 +693,29 @@ export class WebSocketEngine {
     // Bounded: every iteration counts a failure and ends at maxRetries, or stop()/exit() abort.
     for (let failures = 0; failures < rc.maxRetries; failures++) {
       if (signal.aborted) return undefined;
+      const delay = fullJitterDelay(failures, rc, rc.random);
       try {
-        await rc.sleep(fullJitterDelay(failures, rc, rc.random), signal);
+        await rc.sleep(delay, signal);
       } catch {
         return undefined; // interrupted by stop() / exit()
       }
       if (signal.aborted) return undefined;
+      const span = this.#tel.start(`reconnect ${this.#dest}`, SpanKind.INTERNAL, {
+        ...this.#serverAttrs(),
+        [ATTR.RETRY_COUNT]: failures,
+        [ATTR.RETRY_DELAY]: Math.round(delay),
+      });
       try {
-        return await this.#open(run, true);
+        const session = await this.#open(run, true);
+        span?.end();
+        this.#tel.reconnect("ok");
+        return session;
       } catch (error) {
+        if (span) {
+          failSpan(span, error);
+          span.end();
+        }
+        this.#tel.reconnect(error instanceof Error ? error.name : "Error");
         if (signal.aborted) return undefined;
         const willRetry = failures + 1 < rc.maxRetries;
         if (!this.#client.onRestartError) {
@@ -721,7 +796,12 @@ export class WebSocketEngine {
     s.conn = conn;
     s.handshake = conn.handshake;
     const ctx: OpenContext = { ...this.#sessionContext(run, s), restarting };
-    await this.#client.onOpen?.(ctx);
+    if (this.#client.onOpen) {
+      await this.#tel.run("callback onOpen", SpanKind.INTERNAL, {
+        [ATTR.CALLBACK]: "onOpen",
+        [ATTR.CLIENT_ID]: s.id,
+      }, () => this.#client.onOpen!(ctx));
+    }
     if (s.closeRequest) {
       if (s.closeRequest === "exit") throw new AbortError("onOpen called exit()");
       throw new AbortError("onOpen called restart()");
@@ -825,6 +905,9 @@ export class WebSocketEngine {
   }
 
   #dropped(message: OutgoingData, error: Error): void {
+    this.#tel.drop(
+      error.name === "SendBufferFullError" ? "send-buffer-full" : "send-buffer-closed",
+    );
     const onDrop = this.#opts.sendBuffer?.onDrop;
     if (!onDrop) {
       this.#report("wse: a buffered message was not sent (no sendBuffer.onDrop)", error);
@@ -855,7 +938,20 @@ export class WebSocketEngine {
     if (s.sendsClosed || s.state === "ended" || !s.conn) {
       return Promise.reject(new ConnectionClosedError("the session has ended"));
     }
-    return s.conn.send(data);
+    const tel = this.#tel;
+    const size = typeof data === "string" ? data.length : data.byteLength;
+    tel.counts.messagesOut++;
+    tel.counts.bytesOut += size;
+    if (!tel.sampleMessage()) return s.conn.send(data);
+    const conn = s.conn;
+    return tel.run(`send ${this.#dest}`, SpanKind.PRODUCER, {
+      [ATTR.SYSTEM]: "websocket",
+      [ATTR.OPERATION_NAME]: "send",
+      [ATTR.OPERATION_TYPE]: "send",
+      [ATTR.DESTINATION]: this.#dest,
+      [ATTR.CLIENT_ID]: s.id,
+      [ATTR.BODY_SIZE]: size,
+    }, () => conn.send(data));
   }
 
   #restart(s: Session): void {
@@ -891,6 +987,8 @@ export class WebSocketEngine {
    */
   #readError(run: Run, s: Session, error: unknown, workerId?: string): void {
     if (run.finished) return;
+    if (error instanceof ReadOverflowError) this.#tel.drop("read-overflow");
+    else if (error instanceof UndeliveredError) this.#tel.drop("undelivered");
     if (!this.#client.onReadError) {
       this.#report("wse: read error (no client.onReadError)", error);
       return;
@@ -911,7 +1009,7 @@ export class WebSocketEngine {
 
   async #callback(name: string, call: () => unknown): Promise<void> {
     try {
-      await call();
+      await this.#tel.run(`callback ${name}`, SpanKind.INTERNAL, { [ATTR.CALLBACK]: name }, call);
     } catch (error) {
       this.#report(`wse: client.${name} threw`, error);
     }

@@ -23,6 +23,8 @@ import { InlineDispatcher } from "../dispatch/inline.ts";
 import { PoolDispatcher, type PoolOptions, poolOptionsProblem } from "../dispatch/pool.ts";
 import type { SendBufferOptions, SendBufferOverflow } from "./send_buffer.ts";
 import { closestName } from "../util/names.ts";
+import type { MeterProvider, TracerProvider } from "@opentelemetry/api";
+import type { Telemetry, TelemetryOptions } from "../telemetry/telemetry.ts";
 import type { LogSink } from "../util/rate_limited_log.ts";
 
 /** A close frame: what `onClose` may return, and what the engine then sends. */
@@ -129,7 +131,7 @@ export interface ReconnectOptions {
 type HeartbeatOptions = { intervalMs: number; timeoutMs?: number };
 
 /** Builds the dispatcher that runs `onMessage` (one per `start()`…stop cycle). */
-type DispatcherFactory = (client: EngineClient) => Dispatcher;
+type DispatcherFactory = (client: EngineClient, telemetry: Telemetry) => Dispatcher;
 
 const dispatcherOverrides = new WeakMap<EngineOptions, DispatcherFactory>();
 
@@ -233,6 +235,19 @@ export interface EngineOptions {
    * count. Default `console.error`; `false` turns it off.
    */
   logger?: ((message: string, error?: unknown) => void) | false;
+  /**
+   * OpenTelemetry: spans for the lifecycle (start, stop, each session, each reconnect attempt,
+   * each callback), each message (`receive` here, `process` where the handler runs, a worker
+   * included) and each send; metrics for connections, messages, bytes, dispatch latency,
+   * reconnects and drops. Providers default to the global ones (Deno's own with
+   * `OTEL_DENO=true`); with none registered it costs next to nothing. `messageSampling` (0..1,
+   * default 1) traces that share of messages. `false` turns it off. See `docs/tracing.md`.
+   */
+  telemetry?: {
+    tracerProvider?: TracerProvider;
+    meterProvider?: MeterProvider;
+    messageSampling?: number;
+  } | false;
 }
 
 /** Options after defaults and validation. */
@@ -256,6 +271,7 @@ export interface ResolvedOptions {
     readonly onDrop?: SendBufferOptions["onDrop"];
   };
   readonly logger?: LogSink;
+  readonly telemetry?: TelemetryOptions | false;
 }
 
 /** Defaults, in one place. */
@@ -314,6 +330,7 @@ const TOP_KEYS = Object.keys(
     workers: 1,
     sendBuffer: 1,
     logger: 1,
+    telemetry: 1,
   } satisfies Record<keyof EngineOptions, 1>,
 );
 const RECONNECT_KEYS = Object.keys(
@@ -614,10 +631,11 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
     pool = () => new PoolDispatcher(w, { context: CONTEXT_MODULE, order: "none" });
   }
   const dispatcher: DispatcherFactory = dispatcherOverrides.get(options) ?? pool ??
-    ((c) =>
+    ((c, telemetry) =>
       new InlineDispatcher({ onMessage: c.onMessage?.bind(c) }, {
         maxQueued: queueLength,
         context,
+        telemetry,
       }));
 
   let sendBuffer: ResolvedOptions["sendBuffer"];
@@ -658,6 +676,18 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
   }
   const logger: LogSink | undefined = lg === false ? undefined : lg ?? defaultLogger;
 
+  const tel = options.telemetry;
+  if (tel !== undefined && tel !== false) {
+    if (typeof tel !== "object" || tel === null) {
+      fail("telemetry", "must be an object or false", tel);
+    }
+    onlyKnownKeys("telemetry", tel, ["tracerProvider", "meterProvider", "messageSampling"]);
+    const ms = tel.messageSampling;
+    if (ms !== undefined && !(typeof ms === "number" && ms >= 0 && ms <= 1)) {
+      fail("telemetry.messageSampling", "must be a number in 0..1", ms);
+    }
+  }
+
   return {
     url,
     client,
@@ -683,6 +713,7 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
     dispatcher,
     sendBuffer,
     logger,
+    telemetry: tel,
   };
 }
 

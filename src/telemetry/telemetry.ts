@@ -255,13 +255,19 @@ export class Telemetry {
    * Runs `fn` inside a span named `name` (the span is active for it: the user's own spans nest
    * under it), records a throw or rejection on it, and ends it when `fn` settles.
    */
-  run<T>(name: string, kind: SpanKind, attributes: Attributes, fn: () => T, parent?: Context): T {
+  run<T>(
+    name: string,
+    kind: SpanKind,
+    attributes: Attributes,
+    fn: (span?: Span) => T,
+    parent?: Context,
+  ): T {
     const span = this.start(name, kind, attributes, parent);
     if (!span) return fn();
     const active = trace.setSpan(parent ?? context.active(), span);
     let result: T;
     try {
-      result = context.with(active, fn);
+      result = context.with(active, fn, undefined, span);
     } catch (error) {
       fail(span, error);
       span.end();
@@ -280,6 +286,38 @@ export class Telemetry {
     span.end();
     return result;
   }
+}
+
+/**
+ * Runs the handler of a traced message (`carrier` set: the message was sampled) inside a
+ * `process` span, a child of the message's `receive` span — in a worker, on the worker's own
+ * provider — and records the dispatch latency; `fn` gets the span, whose context the handler's
+ * own spans may take as parent. An untraced message runs `fn` directly.
+ */
+export function processMessage<T>(
+  telemetry: Telemetry,
+  carrier: TraceCarrier | undefined,
+  attributes: Attributes,
+  fn: (span?: Span) => T,
+): T {
+  if (!carrier?.traceparent || !telemetry.tracing) return fn();
+  if (carrier.receivedAt) {
+    telemetry.dispatchLatency(
+      (performance.timeOrigin + performance.now() - carrier.receivedAt) / 1000,
+    );
+  }
+  return telemetry.run(
+    "process",
+    SpanKind.CONSUMER,
+    {
+      [ATTR.SYSTEM]: "websocket",
+      [ATTR.OPERATION_NAME]: "process",
+      [ATTR.OPERATION_TYPE]: "process",
+      ...attributes,
+    },
+    fn,
+    contextOf(carrier),
+  );
 }
 
 /** Marks a span failed by `error` (its type in `error.type`). */
