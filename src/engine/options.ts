@@ -23,7 +23,6 @@ import { InlineDispatcher } from "../dispatch/inline.ts";
 import { PoolDispatcher, type PoolOptions, poolOptionsProblem } from "../dispatch/pool.ts";
 import type { SendBufferOptions, SendBufferOverflow } from "./send_buffer.ts";
 import { closestName } from "../util/names.ts";
-import type { MeterProvider, TracerProvider } from "@opentelemetry/api";
 import type { Telemetry, TelemetryOptions } from "../telemetry/telemetry.ts";
 import type { LogSink } from "../util/rate_limited_log.ts";
 
@@ -244,8 +243,11 @@ export interface EngineOptions {
    * default 1) traces that share of messages. `false` turns it off. See `docs/tracing.md`.
    */
   telemetry?: {
-    tracerProvider?: TracerProvider;
-    meterProvider?: MeterProvider;
+    /** An OpenTelemetry `TracerProvider`. Default: the global one. */
+    tracerProvider?: { getTracer(name: string, version?: string): unknown };
+    /** An OpenTelemetry `MeterProvider`. Default: the global one. */
+    meterProvider?: { getMeter(name: string, version?: string): unknown };
+    /** The share of messages traced, 0..1. Default 1. */
     messageSampling?: number;
   } | false;
 }

@@ -68,6 +68,7 @@ export {
   UnknownConnectionError,
 } from "./errors.ts";
 export type { PoolOptions } from "../dispatch/pool.ts";
+export type { TelemetryOptions } from "../telemetry/telemetry.ts";
 export { LeaseResumedError, type PauseLease, type TraceCarrier } from "../dispatch/types.ts";
 export type { DeflateOptions } from "../protocol/deflate.ts";
 export type { UpgradeRequest } from "../transport/tcp_server.ts";

@@ -13,6 +13,7 @@ import type { ConnectInfo, DisconnectInfo, ServerContext } from "./context.ts";
 import { ServerOptionError } from "./errors.ts";
 import { NODE_NAME, randomNodeName } from "./ids.ts";
 import type { ClusterOptions } from "./cluster/cluster.ts";
+import type { TelemetryOptions } from "../telemetry/telemetry.ts";
 
 /**
  * Options of `createServer(options)`.
@@ -92,6 +93,14 @@ export interface ServerOptions {
    * history to recover from. Give every node its own `nodeId`.
    */
   cluster?: ClusterOptions;
+  /**
+   * OpenTelemetry: spans for each upgrade (origin, subprotocol, result), each connection (its
+   * close code and reason), each traced message (`receive`, then `process` where the handler
+   * runs), each send, broadcast and publish (a send to another node continues the same trace
+   * there); metrics for connections, messages, bytes, dispatch latency and drops. Providers
+   * default to the global ones (Deno's own with `OTEL_DENO=true`). `false` turns it off.
+   */
+  telemetry?: TelemetryOptions | false;
 }
 
 /** The options after defaults and validation. */
@@ -118,6 +127,7 @@ export interface ResolvedServerOptions {
   readonly nodeId: string;
   readonly stopTimeoutMs: number;
   readonly cluster?: ClusterOptions;
+  readonly telemetry?: TelemetryOptions | false;
 }
 
 const KNOWN = new Set([
@@ -137,6 +147,7 @@ const KNOWN = new Set([
   "nodeId",
   "stopTimeoutMs",
   "cluster",
+  "telemetry",
 ]);
 
 function fail(field: string, rule: string, value: unknown): never {
@@ -292,5 +303,6 @@ export function resolveServerOptions(options: ServerOptions): ResolvedServerOpti
     nodeId,
     stopTimeoutMs: positive("stopTimeoutMs", o.stopTimeoutMs, 5_000),
     cluster: clusterOptions(o.cluster),
+    telemetry: o.telemetry,
   };
 }

@@ -41,6 +41,8 @@ import { SendBufferError, UnknownConnectionError } from "./errors.ts";
 import { Cluster, type ClusterCount, type ClusterHost, type NodeInfo } from "./cluster/cluster.ts";
 import type { StreamPosition } from "./cluster/broker.ts";
 import { newConnectionId } from "./ids.ts";
+import { ATTR, carrierOf, SpanKind, Telemetry, type TraceCarrier } from "../telemetry/telemetry.ts";
+import type { Span } from "@opentelemetry/api";
 import { type ResolvedServerOptions, resolveServerOptions, type ServerOptions } from "./options.ts";
 
 /** The socket under a connection: our `WebSocketConnection`, or a wrapped runtime `WebSocket`. */
@@ -137,6 +139,8 @@ class Connection {
   /** Settles once the handlers' `onDisconnect` ran (or the dispatcher gave up). */
   readonly handled = deferred<void>();
   [ended] = false;
+  /** The connection's span, from connect to disconnect. */
+  span?: Span;
   constructor(id: string, socket: Socket, info: ConnectInfo) {
     this.id = id;
     this.socket = socket;
@@ -148,6 +152,12 @@ function headerRecord(headers: Headers | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   headers?.forEach((v, k) => (out[k] = v));
   return out;
+}
+
+/** A request target's path (no query): span names stay low in cardinality. */
+function pathOf(url: string): string {
+  const q = url.indexOf("?");
+  return q < 0 ? url : url.slice(0, q);
 }
 
 function exceptSet(except: string | readonly string[] | undefined): Set<string> | undefined {
@@ -190,6 +200,9 @@ export class Server {
   readonly #listening = new Set<WebSocketServer>();
   readonly #upgrade: UpgradeOptions;
   readonly #cluster?: Cluster;
+  readonly #tel: Telemetry;
+  /** Upgrade spans, from the admission to the accept (or the refusal). */
+  readonly #upgrades = new WeakMap<object, Span>();
   #state: ServerState = "starting";
   #stopping?: Promise<void>;
   #inbound = 0;
@@ -198,6 +211,7 @@ export class Server {
   constructor(options: ServerOptions) {
     const o = this.#o = resolveServerOptions(options);
     this.nodeId = o.nodeId;
+    this.#tel = new Telemetry("wse.server", o.telemetry);
     // One connection may hold a bounded share of the handlers' queue: a flood from one client
     // stops its own reads (TCP back-pressure) while the others' messages go on.
     this.#dispatcher = o.workers
@@ -211,6 +225,7 @@ export class Server {
         context,
         maxQueued: 4096,
         maxQueuedPerConnection: 64,
+        telemetry: this.#tel,
       });
     if (o.cluster) this.#cluster = new Cluster(this.#clusterHost(), o.cluster);
     this.ready = this.#dispatcher.init().then(() => this.#cluster?.start()).then(() => {
@@ -224,8 +239,20 @@ export class Server {
       handshakeTimeoutMs: o.handshakeTimeoutMs,
       pingIntervalMs: o.keepAlive?.intervalMs,
       pongTimeoutMs: o.keepAlive?.timeoutMs,
-      checkOrigin: o.checkOrigin,
-      admit: () => this.#admission(),
+      checkOrigin: async (origin, request) => {
+        const ok = await o.checkOrigin(origin, request);
+        if (!ok) this.#upgradeSpan(request, origin)?.end();
+        return ok;
+      },
+      admit: (request) => {
+        const refusal = this.#admission();
+        const span = this.#upgradeSpan(request, request.headers.get("origin"));
+        if (refusal) {
+          span?.setAttribute(ATTR.RESULT, `refused ${refusal.status}`);
+          span?.end();
+        }
+        return refusal;
+      },
     };
   }
 
@@ -385,7 +412,21 @@ export class Server {
    * open, `SendBufferError` past the send-buffer limit.
    */
   send(id: string, data: OutgoingData): Promise<void> {
-    if (this.#cluster?.isRemote(id)) return this.#remote(() => this.#cluster!.send(id, data));
+    const tel = this.#tel;
+    if (!tel.sampleMessage()) return this.#send(id, data);
+    return tel.run(`send ${id}`, SpanKind.PRODUCER, {
+      [ATTR.SYSTEM]: "websocket",
+      [ATTR.OPERATION_NAME]: "send",
+      [ATTR.OPERATION_TYPE]: "send",
+      [ATTR.CLIENT_ID]: id,
+      [ATTR.BODY_SIZE]: typeof data === "string" ? data.length : data.byteLength,
+    }, (span) => this.#send(id, data, carrierOf(span)));
+  }
+
+  #send(id: string, data: OutgoingData, trace?: TraceCarrier): Promise<void> {
+    if (this.#cluster?.isRemote(id)) {
+      return this.#remote(() => this.#cluster!.send(id, data, trace));
+    }
     const c = this.#conns.get(id);
     if (!c || c.closing) return Promise.reject(new UnknownConnectionError(id));
     const size = typeof data === "string" ? data.length : data.byteLength;
@@ -393,6 +434,8 @@ export class Server {
     if (refused) return Promise.reject(refused);
     c.messagesOut++;
     c.bytesOut += size;
+    this.#tel.counts.messagesOut++;
+    this.#tel.counts.bytesOut += size;
     return c.socket.send(data);
   }
 
@@ -406,8 +449,27 @@ export class Server {
     options: { except?: string | readonly string[]; filter?: (id: string) => boolean } = {},
   ): number {
     const except = exceptSet(options.except);
-    this.#cluster?.broadcast(data, except);
-    return this.#fanout(this.#conns.values(), data, except, options.filter, true);
+    return this.#traced("broadcast", undefined, data, () => {
+      this.#cluster?.broadcast(data, except);
+      return this.#fanout(this.#conns.values(), data, except, options.filter, true);
+    });
+  }
+
+  /** Runs a fan-out inside a PRODUCER span (when traced) that records how many it reached. */
+  #traced(op: string, topic: string | undefined, data: OutgoingData, run: () => number): number {
+    const tel = this.#tel;
+    if (!tel.sampleMessage()) return run();
+    return tel.run(topic ? `${op} ${topic}` : op, SpanKind.PRODUCER, {
+      [ATTR.SYSTEM]: "websocket",
+      [ATTR.OPERATION_NAME]: op,
+      [ATTR.OPERATION_TYPE]: "send",
+      [ATTR.BODY_SIZE]: typeof data === "string" ? data.length : data.byteLength,
+      ...(topic ? { [ATTR.TOPIC]: topic } : {}),
+    }, (span) => {
+      const n = run();
+      span?.setAttribute(ATTR.RECEIVERS, n);
+      return n;
+    });
   }
 
   /**
@@ -421,6 +483,10 @@ export class Server {
     options: { except?: string | readonly string[] } = {},
   ): number {
     const except = exceptSet(options.except);
+    return this.#traced("publish", topic, data, () => this.#publish(topic, data, except));
+  }
+
+  #publish(topic: string, data: OutgoingData, except: Set<string> | undefined): number {
     const cluster = this.#cluster;
     if (cluster) {
       // not silent: a publish the broker refused is reported with its data
@@ -585,7 +651,25 @@ export class Server {
   }
 
   #accept(ws: WebSocketConnection, request: UpgradeRequest): void {
+    const span = this.#upgrades.get(request);
+    if (span) {
+      span.setAttributes({ [ATTR.RESULT]: "accepted", [ATTR.PROTOCOL]: ws.handshake.protocol });
+      span.end();
+    }
     this.#register(ws, "inbound", { url: request.url, headers: headerRecord(request.headers) });
+  }
+
+  /** Starts the span of an upgrade request (refused by origin: result "forbidden" at once). */
+  #upgradeSpan(request: UpgradeRequest, origin: string | null): Span | undefined {
+    let span = this.#upgrades.get(request);
+    if (span) return span;
+    span = this.#tel.start(`upgrade ${pathOf(request.url)}`, SpanKind.SERVER, {
+      [ATTR.SYSTEM]: "websocket",
+      [ATTR.ORIGIN]: origin ?? "",
+      [ATTR.RESULT]: "forbidden",
+    });
+    if (span) this.#upgrades.set(request, span);
+    return span;
   }
 
   #register(
@@ -617,10 +701,19 @@ export class Server {
       ended: () => c.handled.resolve(),
     }, info);
     this.#emit("connect", info);
+    this.#tel.counts.connections++;
+    c.span = this.#tel.start(`connection ${pathOf(req.url)}`, SpanKind.SERVER, {
+      [ATTR.SYSTEM]: "websocket",
+      [ATTR.CLIENT_ID]: id,
+      [ATTR.NODE]: this.nodeId,
+    });
     const counting = socket.stats ? undefined : () => (_m: WireMessage) => (c.messagesIn++, false);
-    void pump(socket, c.dispatch, { offer: counting }).done.then(() => socket.closed).then((
-      close,
-    ) => this.#end(c, close));
+    void pump(socket, c.dispatch, {
+      offer: counting,
+      observe: this.#o.telemetry === false
+        ? undefined
+        : { telemetry: this.#tel, destination: pathOf(req.url), clientId: id },
+    }).done.then(() => socket.closed).then((close) => this.#end(c, close));
     return c;
   }
 
@@ -639,6 +732,15 @@ export class Server {
     };
     c.dispatch.end({ info });
     this.#emit("disconnect", info);
+    this.#tel.counts.connections--;
+    if (c.span) {
+      c.span.setAttributes({
+        [ATTR.CLOSE_CODE]: close.code,
+        [ATTR.CLOSE_REASON]: close.reason,
+        [ATTR.CLOSE_CLEAN]: close.wasClean,
+      });
+      c.span.end();
+    }
   }
 
   #leave(c: Connection, topic: string): void {
@@ -754,6 +856,7 @@ export class Server {
       },
       count: () => this.count,
       emit: (event, payload) => this.#emit(event, payload as never),
+      telemetry: this.#tel,
     };
   }
 
@@ -773,6 +876,7 @@ export class Server {
       c.dropped++;
       this.#emit("drop", { id: c.id, bytes });
     }
+    this.#tel.drop(policy === "close" ? "send-buffer-close" : "send-buffer-drop");
     return new SendBufferError(c.id, buffered, this.#o.sendLimit, policy);
   }
 
@@ -803,6 +907,8 @@ export class Server {
       c.bytesOut += payload.length;
       sent.catch(() => {}); // a connection closing under us: its disconnect says so
       n++;
+      this.#tel.counts.messagesOut++;
+      this.#tel.counts.bytesOut += payload.length;
     }
     return n;
   }

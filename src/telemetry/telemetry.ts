@@ -92,10 +92,13 @@ export const ATTR = {
  * ```
  */
 export interface TelemetryOptions {
-  /** Default: the global one (`trace.getTracerProvider()`), Deno's own with `OTEL_DENO=true`. */
-  tracerProvider?: TracerProvider;
-  /** Default: the global one. */
-  meterProvider?: MeterProvider;
+  /**
+   * An OpenTelemetry `TracerProvider` (typed here by what wse calls on it). Default: the global
+   * one (`trace.getTracerProvider()`), Deno's own with `OTEL_DENO=true`.
+   */
+  tracerProvider?: { getTracer(name: string, version?: string): unknown };
+  /** An OpenTelemetry `MeterProvider`. Default: the global one. */
+  meterProvider?: { getMeter(name: string, version?: string): unknown };
   /**
    * The share of messages traced (0..1, default 1): decided once per message, before any span
    * exists, so the other messages cost nothing. The provider's sampler still applies to the
@@ -175,15 +178,19 @@ export class Telemetry {
 
   #probe(): void {
     if (this.#off) return;
-    const provider = this.#options?.tracerProvider ?? trace.getTracerProvider();
+    const provider = this.#tracerProvider();
     this.#tracing = live(provider);
     if (this.#tracing && !this.#tracer) this.#tracer = provider.getTracer(this.component, VERSION);
   }
 
   /** The tracer (only meaningful while `tracing`). */
   get tracer(): Tracer {
-    return this.#tracer ??= (this.#options?.tracerProvider ?? trace.getTracerProvider())
-      .getTracer(this.component, VERSION);
+    return this.#tracer ??= this.#tracerProvider().getTracer(this.component, VERSION);
+  }
+
+  #tracerProvider(): TracerProvider {
+    return (this.#options?.tracerProvider as TracerProvider | undefined) ??
+      trace.getTracerProvider();
   }
 
   /** The meter, with its observable counts registered on first use. */
@@ -191,10 +198,11 @@ export class Telemetry {
     if (this.#meter) return this.#meter;
     const m = this.#meter = this.#off
       ? metrics.getMeterProvider().getMeter("noop")
-      : (this.#options?.meterProvider ?? metrics.getMeterProvider()).getMeter(
-        this.component,
-        VERSION,
-      );
+      : ((this.#options?.meterProvider as MeterProvider | undefined) ??
+        metrics.getMeterProvider()).getMeter(
+          this.component,
+          VERSION,
+        );
     if (this.#off) return m;
     const c = this.counts;
     const observe = (name: string, description: string, unit: string, read: () => number) =>

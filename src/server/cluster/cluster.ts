@@ -20,6 +20,13 @@ import type {
   StreamPosition,
 } from "./broker.ts";
 import { decodeControl, decodeData, encodeControl, encodeData, K } from "./envelope.ts";
+import {
+  ATTR,
+  contextOf,
+  SpanKind,
+  type Telemetry,
+  type TraceCarrier,
+} from "../../telemetry/telemetry.ts";
 import { nodeOf } from "../ids.ts";
 import { NodeUnavailableError } from "../errors.ts";
 import type { HistoryEvent } from "../server.ts";
@@ -74,6 +81,8 @@ export interface ClusterHost {
   count(): number;
   /** Emits a server event. */
   emit(event: "nodeUp" | "nodeDown" | "error", payload: unknown): void;
+  /** The server's telemetry (a send's trace continues on the node that delivers it). */
+  readonly telemetry: Telemetry;
 }
 
 /** A node as the cluster sees it. */
@@ -209,11 +218,14 @@ export class Cluster {
   }
 
   /** Sends to a connection on another node; resolves once that node's socket took it. */
-  send(id: string, data: OutgoingData): Promise<void> {
+  send(id: string, data: OutgoingData, trace?: TraceCarrier): Promise<void> {
     const node = this.#live(id);
     const n = this.#nextId++;
     const waiting = this.#wait(node, n) as Promise<void>;
-    this.#broker.publish(CHANNEL.node(node), encodeData(K.SEND, [this.#host.nodeId, id], n, data))
+    // The trace context rides in the envelope: the delivery on the other node joins the trace.
+    const fields = [this.#host.nodeId, id];
+    if (trace?.traceparent) fields.push(trace.traceparent, trace.tracestate ?? "");
+    this.#broker.publish(CHANNEL.node(node), encodeData(K.SEND, fields, n, data))
       .then(
         (receivers) => {
           if (receivers === 0) this.#fail(n, new NodeUnavailableError(id, node, "nobody listens"));
@@ -404,10 +416,27 @@ export class Cluster {
     if (kind === K.CONTROL) return this.#onControl(decodeControl(m.payload) as Control);
     if (kind !== K.SEND) return;
     const e = decodeData(m.payload);
-    const [from, id] = e.fields;
+    const [from, id, traceparent, tracestate] = e.fields;
+    const deliver = () => Promise.resolve(this.#host.local("send", [id, e.data]));
     let sent: Promise<unknown>;
     try {
-      sent = Promise.resolve(this.#host.local("send", [id, e.data]));
+      const tel = this.#host.telemetry;
+      const parent = contextOf({ traceparent, tracestate: tracestate || undefined });
+      sent = parent && tel.tracing
+        ? tel.run(
+          `deliver ${id}`,
+          SpanKind.CONSUMER,
+          {
+            [ATTR.SYSTEM]: "websocket",
+            [ATTR.OPERATION_NAME]: "deliver",
+            [ATTR.OPERATION_TYPE]: "process",
+            [ATTR.CLIENT_ID]: id,
+            [ATTR.NODE]: this.#host.nodeId,
+          },
+          deliver,
+          parent,
+        )
+        : deliver();
     } catch (error) {
       sent = Promise.reject(error);
     }
