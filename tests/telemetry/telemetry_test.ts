@@ -2,14 +2,14 @@ import assert from "node:assert/strict";
 import { SpanKind, trace } from "@opentelemetry/api";
 import {
   BasicTracerProvider,
-  InMemorySpanExporter,
   SimpleSpanProcessor,
   TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
+import { MemoryExporter } from "./memory_exporter.ts";
 import { carrierOf, contextOf, Telemetry } from "../../src/telemetry/telemetry.ts";
 
 function provider(ratio = 1) {
-  const exporter = new InMemorySpanExporter();
+  const exporter = new MemoryExporter();
   const p = new BasicTracerProvider({
     sampler: new TraceIdRatioBasedSampler(ratio),
     spanProcessors: [new SimpleSpanProcessor(exporter)],
@@ -36,7 +36,7 @@ Deno.test("telemetry: a given provider records; carriers only for sampled spans"
   const child = t.start("process ws://x", SpanKind.CONSUMER, {}, contextOf(carrier));
   child!.end();
   span.end();
-  const [c, r] = exporter.getFinishedSpans();
+  const [c, r] = exporter.spans;
   assert.equal(c.name, "process ws://x");
   assert.equal(c.spanContext().traceId, r.spanContext().traceId);
   assert.equal(c.parentSpanContext?.spanId, r.spanContext().spanId);
@@ -45,7 +45,7 @@ Deno.test("telemetry: a given provider records; carriers only for sampled spans"
     t.run("callback onOpen", SpanKind.INTERNAL, {}, () => Promise.reject(new RangeError("no"))),
     RangeError,
   );
-  const failed = exporter.getFinishedSpans().at(-1)!;
+  const failed = exporter.spans.at(-1)!;
   assert.equal(failed.attributes["error.type"], "RangeError");
   assert.equal(failed.status.code, 2);
   await p.shutdown();
