@@ -167,9 +167,11 @@ export interface WebSocketAdapter {
 
 /** A dial that failed: refused, timed out, or a handshake the server answered with an HTTP error. */
 export class DialError extends Error {
+  /** "DialError". */
   override name = "DialError";
   /** The HTTP status the server answered with, when it answered. */
   readonly status?: number;
+  /** A dial error; `cause` is what failed underneath. */
   constructor(message: string, options?: { status?: number; cause?: unknown }) {
     super(message, { cause: options?.cause });
     this.status = options?.status;
@@ -178,14 +180,17 @@ export class DialError extends Error {
 
 /** An operation the adapter cannot perform (e.g. `ping` on the WHATWG `WebSocket`). */
 export class NotSupportedError extends Error {
+  /** "NotSupportedError". */
   override name = "NotSupportedError";
 }
 
 /** A send or read on a connection that is already closed. */
 export class ConnectionClosedError extends Error {
+  /** "ConnectionClosedError". */
   override name = "ConnectionClosedError";
   /** How the connection ended, when known. */
   readonly close?: CloseInfo;
+  /** An error for an operation on a closed connection; `close` says how it ended. */
   constructor(message = "the connection is closed", close?: CloseInfo) {
     super(message);
     this.close = close;
@@ -194,11 +199,13 @@ export class ConnectionClosedError extends Error {
 
 /** Unread messages exceeded their bound on a socket that cannot be paused. */
 export class ReadOverflowError extends Error {
+  /** "ReadOverflowError". */
   override name = "ReadOverflowError";
   /** The policy that was applied. */
   readonly policy: OverflowPolicy;
   /** Bytes queued when the bound was hit. */
   readonly queuedBytes: number;
+  /** The error for `queuedBytes` past `limit`, handled by `policy`. */
   constructor(policy: OverflowPolicy, queuedBytes: number, limit: number) {
     super(
       `unread messages exceeded maxQueuedBytes (${queuedBytes} > ${limit}); policy "${policy}" applied`,
