@@ -153,6 +153,7 @@ class DenoConnStream implements ByteStream {
   // A pooled buffer the last read returned a view of: back to the pool at the next read.
   #spent: Uint8Array | undefined;
   #flowing = false;
+  #flowSize = FLOW_READ;
   // The buffer the last read went into, and whether that read is still pending (then `#done`).
   #last: Uint8Array | undefined;
   #reading = false;
@@ -195,7 +196,7 @@ class DenoConnStream implements ByteStream {
       return;
     }
     const buf = this.#flowing
-      ? this.#flowBuf ??= takeBuffer(FLOW_READ)
+      ? this.#flowBuf ??= takeBuffer(this.#flowSize)
       : this.#idleBuf ??= takeSlot();
     this.#last = buf;
     this.#reading = true;
@@ -214,12 +215,18 @@ class DenoConnStream implements ByteStream {
     if (n === null) return done(null);
     const buf = this.#last!;
     this.#flowing = n === buf.length;
-    if (this.#flowing && buf === this.#flowBuf && buf.length < MAX_READ) {
-      this.#spent = buf; // grow: the next read goes into a buffer twice this size
-      this.#flowBuf = takeBuffer(buf.length * 2);
-    } else if (!this.#flowing && buf === this.#flowBuf) {
-      this.#spent = buf;
-      this.#flowBuf = undefined;
+    if (buf === this.#flowBuf) {
+      if (this.#flowing && buf.length < MAX_READ) {
+        this.#spent = buf; // grow: the next read goes into a buffer twice this size
+        this.#flowBuf = undefined;
+        this.#flowSize = buf.length * 2;
+      } else if (!this.#flowing) {
+        // Drained: back to the pool (a quiet socket waits on its slot), but the size is kept for
+        // the next burst, and halved when reads are much smaller than the buffer.
+        this.#spent = buf;
+        this.#flowBuf = undefined;
+        if (n < buf.length >> 2) this.#flowSize = Math.max(FLOW_READ, buf.length >> 1);
+      }
     }
     done(buf.subarray(0, n));
   }
