@@ -9,11 +9,12 @@
 import { decodeClosePayload, encodeClosePayload, truncateCloseReason } from "./close.ts";
 import { type DeflateParams, PerMessageDeflate } from "./deflate.ts";
 import { CloseCode, InvalidStateError, ProtocolError } from "./errors.ts";
-import { nextMaskKey } from "./mask.ts";
+import { applyMask, nextMaskKey } from "./mask.ts";
 import { decodeUtf8, isValidUtf8, UTF8_ACCEPT, UTF8_REJECT, validateUtf8 } from "./utf8.ts";
 import {
   encodedFrameLength,
   encodeFrame,
+  encodeFrameHeaderInto,
   encodeFrameInto,
   type Frame,
   FrameParser,
@@ -377,6 +378,46 @@ export class ProtocolConnection {
   /** Sends a binary message (compressed when negotiated and over the threshold). */
   sendBinary(data: Uint8Array): void {
     this.#sendMessage(Opcode.Binary, data);
+  }
+
+  /**
+   * Sends a whole message (text for a string) like `sendText`/`sendBinary`, but framed into a
+   * buffer of the caller's: `take(size)` returns one of at least `size` bytes (a transport gives
+   * pooled buffers it recycles once written). Returns the frame, a view of that buffer, which the
+   * caller writes after what `takeOutgoing()` returned so far. Uncompressed text is encoded
+   * straight into it.
+   */
+  sendMessageInto(data: string | Uint8Array, take: (size: number) => Uint8Array): Uint8Array {
+    this.#checkCanSend();
+    if (this.#sendFragmenting) throw new TypeError("a fragmented message is still open");
+    const mask = this.role === "client" ? this.#randomMask() : undefined;
+    let opcode: number = Opcode.Binary;
+    let payload: Uint8Array;
+    if (typeof data === "string") {
+      opcode = Opcode.Text;
+      if (this.#deflate === undefined) {
+        // The UTF-8 goes behind room for the longest header; the header goes right before it.
+        const room = mask ? 14 : 10;
+        const out = take(room + data.length * 3);
+        const length = ENCODER.encodeInto(data, out.subarray(room)).written;
+        const start = room - (encodedFrameLength(length, mask !== undefined) - length);
+        encodeFrameHeaderInto(out, start, opcode, length, { mask });
+        if (mask) applyMask(out.subarray(room, room + length), mask);
+        return out.subarray(start, room + length);
+      }
+      payload = data.length <= SCRATCH_CHARS
+        ? SCRATCH.subarray(0, ENCODER.encodeInto(data, SCRATCH).written)
+        : ENCODER.encode(data);
+    } else payload = data;
+    let rsv1 = false;
+    if (this.#deflate?.shouldCompress(payload.length)) {
+      payload = this.#deflate.compress(payload);
+      rsv1 = true;
+    }
+    const size = encodedFrameLength(payload.length, mask !== undefined);
+    const out = take(size);
+    encodeFrameInto(out, 0, opcode, payload, { rsv1, mask });
+    return out.subarray(0, size);
   }
 
   /**

@@ -14,9 +14,9 @@
  *   not read (TCP back-pressure on the peer) until the queue drops below its low watermark or the
  *   sink's `writable()` resolves; the kept messages go first.
  * - **writes**: `TCP_NODELAY` on, one write per frame, and every frame queued while a write is in
- *   flight goes out in the next single write (header and payload are never split). Without
- *   permessage-deflate, messages of 512 bytes and more are framed straight into recycled buffers
- *   (`tcp_buffers.ts`), so steady traffic does not allocate per message. `send()` is awaitable:
+ *   flight goes out in the next single write (header and payload are never split). Messages of
+ *   512 bytes and more are framed by the codec straight into recycled buffers (`tcp_buffers.ts`,
+ *   `sendMessageInto`), so steady traffic does not allocate per message. `send()` is awaitable:
  *   it resolves at once under `writeHighWaterMark` buffered bytes, otherwise once the buffer
  *   drained below `writeLowWaterMark`.
  * - **close**: `close(code, reason)` sends a close frame, resends it after `closeRetryMs` if the peer
@@ -37,8 +37,6 @@
  */
 
 import type { ProtocolConnection } from "../protocol/connection.ts";
-import { encodeFrameHeader, Opcode } from "../protocol/frames.ts";
-import { applyMask, nextMaskKey } from "../protocol/mask.ts";
 import { decodeUtf8 } from "../protocol/utf8.ts";
 import { TimeoutError } from "../util/async.ts";
 import { Deadline } from "./deadlines.ts";
@@ -148,7 +146,7 @@ interface PingWaiter {
 const RESOLVED = Promise.resolve();
 const SMALL = 64 * 1024;
 /** Data messages from this size (string length or bytes) on are framed into pooled buffers. */
-const FAST_MIN = 512;
+const POOLED_MIN = 512;
 const UTF8 = new TextEncoder();
 const BATCH = 256 * 1024;
 const KEEPALIVE = UTF8.encode("wse-keepalive");
@@ -220,10 +218,9 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
   #pending: Uint8Array[] | undefined;
   /** Parallel to #pending: the pooled buffer under each frame, to recycle once written. */
   #backing: (Uint8Array | null)[] | undefined;
-  /** Data messages are framed here (pooled buffers) instead of by the codec: no deflate. */
-  readonly #fastPath: boolean;
-  /** A fragmented message opened with sendFrame is still open. */
-  #fragOpen = false;
+  /** The pooled buffer the codec framed the last message into (see `send`). */
+  #taken: Uint8Array | undefined;
+  #takeBufferFn: ((size: number) => Uint8Array) | undefined;
   #pendingBytes = 0;
   #inflight = 0;
   #writing = false;
@@ -302,7 +299,6 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     this.handshake = init.handshake;
     this.#onSettled = init.onSettled;
     const o = this.#opts = init.options ?? {};
-    this.#fastPath = !/permessage-deflate/i.test(init.handshake.extensions);
     if (init.initial && init.initial.length) this.#feed(init.initial, true);
     if (o.pingIntervalMs && o.pingIntervalMs > 0) {
       this.#pingAt = performance.now() + o.pingIntervalMs;
@@ -454,13 +450,19 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     if (this.#ended || !this.#p.canSend) {
       return Promise.reject(new ConnectionClosedError("the connection is closing", this.#info));
     }
-    if (
-      this.#fastPath && !this.#fragOpen && data.length >= FAST_MIN &&
-      this.#stream.reusableAfterWrite
-    ) {
+    if (data.length >= POOLED_MIN && this.#stream.reusableAfterWrite) {
       this.#collect(); // keep order with whatever the codec queued (pongs)
-      if (typeof data === "string") this.#enqueueText(data);
-      else this.#enqueueBinary(data);
+      let frame;
+      try {
+        frame = this.#p.sendMessageInto(
+          data,
+          this.#takeBufferFn ??= (size) => (this.#taken = takeBuffer(size)),
+        );
+      } catch (e) {
+        return Promise.reject(e); // e.g. a fragmented message opened with sendFrame is still open
+      }
+      this.#push(frame, this.#taken!);
+      this.#taken = undefined;
       this.#messagesOut++;
       return this.#afterQueue();
     }
@@ -489,7 +491,6 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     } catch (e) {
       return Promise.reject(e); // out-of-order fragment, reserved opcode, oversized control frame
     }
-    if (opcode !== Opcode.Ping && opcode !== Opcode.Pong) this.#fragOpen = !fin;
     if (fin) this.#messagesOut++;
     this.#collect();
     return this.#afterQueue();
@@ -792,33 +793,6 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     (this.#backing ??= []).push(backing);
     this.#pendingBytes += frame.length;
     this.#scheduleFlush();
-  }
-
-  /** One text frame, UTF-8 encoded straight into a pooled buffer behind room for the header. */
-  #enqueueText(text: string): void {
-    const room = this.role === "client" ? 14 : 10;
-    const backing = takeBuffer(room + text.length * 3);
-    const { written } = UTF8.encodeInto(text, backing.subarray(room));
-    const mask = this.role === "client" ? nextMaskKey() : undefined;
-    const header = encodeFrameHeader(Opcode.Text, written, { mask });
-    const start = room - header.length;
-    backing.set(header, start);
-    const frame = backing.subarray(start, room + written);
-    if (mask) applyMask(frame.subarray(header.length), mask);
-    this.#push(frame, backing);
-  }
-
-  /** One binary frame, encoded into a pooled buffer (masked with a fresh key on the client). */
-  #enqueueBinary(data: Uint8Array): void {
-    const mask = this.role === "client" ? nextMaskKey() : undefined;
-    const header = encodeFrameHeader(Opcode.Binary, data.length, { mask });
-    const size = header.length + data.length;
-    const backing = takeBuffer(size);
-    backing.set(header);
-    backing.set(data, header.length);
-    const frame = backing.subarray(0, size);
-    if (mask) applyMask(frame.subarray(header.length), mask);
-    this.#push(frame, backing);
   }
 
   #scheduleFlush(): void {

@@ -464,3 +464,33 @@ Deno.test("close state: drops, aborts, failures and resent close frames", () => 
   assert.equal(dead.closeOutcome?.initiator, "drop");
   assert.equal(dead.state, "closed");
 });
+
+Deno.test("sendMessageInto: frames into the caller's buffers, in order with queued frames", () => {
+  for (const deflate of [undefined, DEFAULT_DEFLATE_PARAMS]) {
+    const { client, server } = pair({ deflate, deflateOptions: { threshold: 100 } });
+    const sizes: number[] = [];
+    const take = (size: number) => {
+      sizes.push(size);
+      return new Uint8Array(size + 16).fill(0xee); // bigger than asked, dirty
+    };
+    const texts = ["", "short", "é€😀 ".repeat(40), "x".repeat(70_000)];
+    const frames: Uint8Array[] = [];
+    for (const t of texts) {
+      client.ping(enc.encode("p"));
+      frames.push(...client.takeOutgoing(), client.sendMessageInto(t, take));
+    }
+    frames.push(client.sendMessageInto(new Uint8Array(3000).fill(7), take));
+    for (const f of frames) server.receive(f.slice());
+    const got = drain(server).filter((e) => e.type !== "ping");
+    assert.deepEqual(got, [
+      ...texts.map((data) => ({ type: "text", data })),
+      { type: "binary", data: new Uint8Array(3000).fill(7) },
+    ]);
+    assert.equal(sizes.length, 5);
+    client.sendFrame(Opcode.Binary, enc.encode("a"), false);
+    assert.throws(() => client.sendMessageInto("b", take), TypeError);
+    client.sendFrame(Opcode.Continuation, enc.encode("c"), true);
+    client.close();
+    assert.throws(() => client.sendMessageInto("late", take), InvalidStateError);
+  }
+});
