@@ -9,11 +9,12 @@
 import { decodeClosePayload, encodeClosePayload, truncateCloseReason } from "./close.ts";
 import { type DeflateParams, PerMessageDeflate } from "./deflate.ts";
 import { CloseCode, InvalidStateError, ProtocolError } from "./errors.ts";
-import { nextMaskKey } from "./mask.ts";
+import { applyMask, nextMaskKey } from "./mask.ts";
 import { decodeUtf8, isValidUtf8, UTF8_ACCEPT, UTF8_REJECT, validateUtf8 } from "./utf8.ts";
 import {
   encodedFrameLength,
   encodeFrame,
+  encodeFrameHeaderInto,
   encodeFrameInto,
   type Frame,
   FrameParser,
@@ -26,9 +27,14 @@ const ENCODER = new TextEncoder();
 const INVALID_UTF8 = "invalid UTF-8 in text message";
 const EMPTY = new Uint8Array(0);
 
-/** Frames up to this size (header included) are packed into the batch buffer. */
+/** Frames up to this size (header included) are packed into the shared batch buffer. */
 const SMALL_FRAME = 4096;
 const BATCH_SIZE = 16384;
+// Small frames of every connection are packed into one shared buffer, in runs: fewer
+// allocations, no batch buffer per connection, and the transport writes a connection's run of
+// frames with one syscall. Bytes before batchEnd were handed out and are never touched again.
+let batch = new Uint8Array(BATCH_SIZE);
+let batchEnd = 0;
 /** Strings up to this many UTF-16 units are encoded through one shared scratch buffer. */
 const SCRATCH_CHARS = 16384;
 const SCRATCH = new Uint8Array(SCRATCH_CHARS * 3);
@@ -94,6 +100,12 @@ export type ProtocolEvent =
  * string), payloads as views valid only during the call; pings, pongs, the close and errors still
  * come from `nextEvent()`.
  *
+ * The codec alone keeps the close state (as `websockets`' `protocol.py` does): who started the
+ * close, our close frame and the peer's, a failure (`fail()` for the transport's own reasons), a
+ * dropped socket (`abort()`), and from all that `closeOutcome`, how the connection ended. Its
+ * state is allocated as it is needed: the frame parser with the first bytes received, event and
+ * outgoing lists with the first entry, zlib streams with the first compressed message.
+ *
  * @example
  * ```ts
  * import { ProtocolConnection } from "./connection.ts";
@@ -109,17 +121,15 @@ export class ProtocolConnection {
   readonly role: "client" | "server";
   /** Largest message accepted (after decompression). */
   readonly maxMessageSize: number;
-  readonly #parser: FrameParser;
+  #parser: FrameParser | undefined;
   readonly #deflate: PerMessageDeflate | undefined;
   readonly #randomMask: () => Uint8Array;
   readonly #autoPong: boolean;
 
-  #events: ProtocolEvent[] = [];
+  #events: ProtocolEvent[] | undefined;
   #eventHead = 0;
-  #outgoing: Uint8Array[] = [];
-  // Small frames are packed into a shared batch buffer: fewer allocations, and the transport
-  // writes many frames with one syscall. Bytes before #batchStart were handed out and are
-  // never touched again; new frames go after #batchEnd.
+  #outgoing: Uint8Array[] | undefined;
+  // This connection's run of frames in the shared batch buffer, not yet taken.
   #batch: Uint8Array | undefined;
   #batchStart = 0;
   #batchEnd = 0;
@@ -127,7 +137,7 @@ export class ProtocolConnection {
   // Message being reassembled (opcode 0 = none).
   #msgOpcode = 0;
   #msgCompressed = false;
-  #msgParts: Uint8Array[] = [];
+  #msgParts: Uint8Array[] | undefined;
   #msgSize = 0;
   // Fragmented uncompressed text is validated as it arrives (utf8.ts carries the state across
   // fragments), so a fragment no continuation could make valid fails at once, not at the end.
@@ -140,18 +150,17 @@ export class ProtocolConnection {
 
   #closeSent: { code: number; reason: string } | undefined;
   #closeReceived: { code: number; reason: string } | undefined;
+  /** Who sent the first close frame (a failure counts as ours). */
+  #initiator: "local" | "remote" | undefined;
   #error: ProtocolError | undefined;
   #eof = false;
+  /** The transport dropped TCP itself (give-up, terminate, dead peer): why, and who is to blame. */
+  #abort: { reason: string; initiator: "local" | "remote" | "drop" } | undefined;
 
   /** Creates the state machine for an open connection. */
   constructor(options: ProtocolOptions) {
     this.role = options.role;
     this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
-    this.#parser = new FrameParser({
-      maxFrameSize: this.maxMessageSize,
-      allowRsv1: !!options.deflate,
-      expectMasked: this.role === "server",
-    });
     this.#deflate = options.deflate
       ? new PerMessageDeflate(options.deflate, this.role, options.deflateOptions)
       : undefined;
@@ -195,6 +204,50 @@ export class ProtocolConnection {
       this.#closeReceived !== undefined && !this.#hasOutgoing();
   }
 
+  /** Who started the close: "local" (our close frame went first, or we failed), "remote", or `undefined` while nobody has. */
+  get closeInitiator(): "local" | "remote" | undefined {
+    return this.#initiator;
+  }
+
+  /**
+   * How the connection ended, once TCP is closed (`receiveEof()` or `abort()`), else `undefined`:
+   * - the transport dropped it (`abort`): 1006 with its reason, not clean;
+   * - a failure (the peer's bad input, or `fail()`): its code and reason, not clean, ours;
+   * - both close frames exchanged: the peer's code and reason, clean;
+   * - anything else: 1006, not clean, "local" when we had started a close, else "drop".
+   */
+  get closeOutcome():
+    | {
+      readonly code: number;
+      readonly reason: string;
+      readonly wasClean: boolean;
+      readonly initiator: "local" | "remote" | "drop";
+    }
+    | undefined {
+    if (!this.#eof) return undefined;
+    const abort = this.#abort;
+    if (abort) return { code: CloseCode.Abnormal, ...abort, wasClean: false };
+    const error = this.#error;
+    if (error) {
+      return { code: error.closeCode, reason: error.message, wasClean: false, initiator: "local" };
+    }
+    const received = this.#closeReceived;
+    if (received && this.#closeSent) {
+      return { ...received, wasClean: true, initiator: this.#initiator ?? "remote" };
+    }
+    return {
+      code: CloseCode.Abnormal,
+      reason: "",
+      wasClean: false,
+      initiator: this.#initiator === "local" ? "local" : "drop",
+    };
+  }
+
+  /** True while a message opened with `sendFrame` is not finished. */
+  get fragmenting(): boolean {
+    return this.#sendFragmenting;
+  }
+
   /** True while the connection can still send data (no close sent, no error, no EOF). */
   get canSend(): boolean {
     return !this.#closeSent && !this.#error && !this.#eof;
@@ -203,7 +256,7 @@ export class ProtocolConnection {
   /** Feeds bytes read from the socket, in any split. Takes ownership of `bytes`. */
   receive(bytes: Uint8Array): void {
     if (this.#error || this.#eof || this.#closeReceived) return; // nothing counts after close
-    this.#parser.push(bytes);
+    this.#frameParser().push(bytes);
     this.#parse();
   }
 
@@ -220,7 +273,7 @@ export class ProtocolConnection {
    */
   receiveRaw(bytes: Uint8Array, onData: (text: boolean, payload: Uint8Array) => void): void {
     if (this.#error || this.#eof || this.#closeReceived) return;
-    this.#parser.push(bytes, true);
+    this.#frameParser().push(bytes, true);
     this.#onData = onData;
     try {
       this.#parse();
@@ -229,12 +282,21 @@ export class ProtocolConnection {
     }
   }
 
+  #frameParser(): FrameParser {
+    return this.#parser ??= new FrameParser({
+      maxFrameSize: this.maxMessageSize,
+      allowRsv1: this.#deflate !== undefined,
+      expectMasked: this.role === "server",
+    });
+  }
+
   #parse(): void {
+    const parser = this.#parser!;
     try {
       let frame: Frame | undefined;
-      while ((frame = this.#parser.next()) !== undefined) {
+      while ((frame = parser.next()) !== undefined) {
         this.#handleFrame(frame);
-        if (this.#closeReceived || this.#error) break;
+        if (this.#closeReceived || this.#error || this.#eof) break;
       }
     } catch (e) {
       this.#fail(
@@ -249,29 +311,61 @@ export class ProtocolConnection {
   receiveEof(): void {
     this.#eof = true;
     this.#dropMessage();
+    this.#parser = undefined;
     this.#deflate?.dispose();
+  }
+
+  /**
+   * The transport drops TCP itself, without finishing the close handshake: `reason` goes into
+   * `closeOutcome` (code 1006), blamed on `initiator` (default: whoever started the close, else
+   * us). Ends the connection as `receiveEof()` does; nothing once it has ended.
+   */
+  abort(reason: string, initiator?: "local" | "drop"): void {
+    if (this.#eof) return;
+    this.#abort = { reason, initiator: initiator ?? this.#initiator ?? "local" };
+    this.receiveEof();
+  }
+
+  /**
+   * Fails the connection for a reason of the transport's own (a read overflow, a broken message
+   * sink): a close frame with `code` is queued, an `error` event follows, and nothing more is
+   * received. Nothing once the connection failed or ended.
+   */
+  fail(code: number, reason: string): void {
+    if (this.#eof) return;
+    this.#fail(new ProtocolError(code, reason));
+  }
+
+  /**
+   * Queues our close frame once more, for a peer that has not answered it yet; nothing when no
+   * close frame was sent, or the peer's came, or the connection ended.
+   */
+  resendClose(): void {
+    const sent = this.#closeSent;
+    if (!sent || this.#closeReceived || this.#eof) return;
+    this.#queueFrame(Opcode.Close, encodeClosePayload(sent.code, sent.reason), true, false);
   }
 
   /** Takes the next event, or `undefined` when none is queued. */
   nextEvent(): ProtocolEvent | undefined {
-    if (this.#eventHead >= this.#events.length) {
-      if (this.#eventHead > 0) {
-        this.#events = [];
-        this.#eventHead = 0;
-      }
+    const events = this.#events;
+    if (events === undefined) return undefined;
+    if (this.#eventHead >= events.length) {
+      this.#events = undefined;
+      this.#eventHead = 0;
       return undefined;
     }
-    const e = this.#events[this.#eventHead];
-    (this.#events as (ProtocolEvent | undefined)[])[this.#eventHead++] = undefined;
+    const e = events[this.#eventHead];
+    (events as (ProtocolEvent | undefined)[])[this.#eventHead++] = undefined;
     return e;
   }
 
   /** Takes the bytes to write, in order (an empty array when there are none). */
   takeOutgoing(): Uint8Array[] {
     this.#flushBatch();
-    if (this.#outgoing.length === 0) return [];
     const out = this.#outgoing;
-    this.#outgoing = [];
+    if (out === undefined) return [];
+    this.#outgoing = undefined;
     return out;
   }
 
@@ -289,6 +383,46 @@ export class ProtocolConnection {
   /** Sends a binary message (compressed when negotiated and over the threshold). */
   sendBinary(data: Uint8Array): void {
     this.#sendMessage(Opcode.Binary, data);
+  }
+
+  /**
+   * Sends a whole message (text for a string) like `sendText`/`sendBinary`, but framed into a
+   * buffer of the caller's: `take(size)` returns one of at least `size` bytes (a transport gives
+   * pooled buffers it recycles once written). Returns the frame, a view of that buffer, which the
+   * caller writes after what `takeOutgoing()` returned so far. Uncompressed text is encoded
+   * straight into it.
+   */
+  sendMessageInto(data: string | Uint8Array, take: (size: number) => Uint8Array): Uint8Array {
+    this.#checkCanSend();
+    if (this.#sendFragmenting) throw new TypeError("a fragmented message is still open");
+    const mask = this.role === "client" ? this.#randomMask() : undefined;
+    let opcode: number = Opcode.Binary;
+    let payload: Uint8Array;
+    if (typeof data === "string") {
+      opcode = Opcode.Text;
+      if (this.#deflate === undefined) {
+        // The UTF-8 goes behind room for the longest header; the header goes right before it.
+        const room = mask ? 14 : 10;
+        const out = take(room + data.length * 3);
+        const length = ENCODER.encodeInto(data, out.subarray(room)).written;
+        const start = room - (encodedFrameLength(length, mask !== undefined) - length);
+        encodeFrameHeaderInto(out, start, opcode, length, { mask });
+        if (mask) applyMask(out.subarray(room, room + length), mask);
+        return out.subarray(start, room + length);
+      }
+      payload = data.length <= SCRATCH_CHARS
+        ? SCRATCH.subarray(0, ENCODER.encodeInto(data, SCRATCH).written)
+        : ENCODER.encode(data);
+    } else payload = data;
+    let rsv1 = false;
+    if (this.#deflate?.shouldCompress(payload.length)) {
+      payload = this.#deflate.compress(payload);
+      rsv1 = true;
+    }
+    const size = encodedFrameLength(payload.length, mask !== undefined);
+    const out = take(size);
+    encodeFrameInto(out, 0, opcode, payload, { rsv1, mask });
+    return out.subarray(0, size);
   }
 
   /**
@@ -337,6 +471,7 @@ export class ProtocolConnection {
     const payload = encodeClosePayload(code, reason);
     this.#queueFrame(Opcode.Close, payload, true, false);
     this.#closeSent = { code, reason };
+    this.#initiator ??= "local";
   }
 
   #checkCanSend(): void {
@@ -360,15 +495,20 @@ export class ProtocolConnection {
     const total = encodedFrameLength(data.length, mask !== undefined);
     if (total > SMALL_FRAME) {
       this.#flushBatch();
-      this.#outgoing.push(encodeFrame(opcode, data, { fin, rsv1, mask }));
+      (this.#outgoing ??= []).push(encodeFrame(opcode, data, { fin, rsv1, mask }));
       return;
     }
-    if (this.#batch === undefined || this.#batch.length - this.#batchEnd < total) {
+    // Go on with our run only if it ends where the shared buffer does (nobody wrote since).
+    if (this.#batch !== batch || this.#batchEnd !== batchEnd || batch.length - batchEnd < total) {
       this.#flushBatch();
-      this.#batch = new Uint8Array(BATCH_SIZE);
-      this.#batchStart = this.#batchEnd = 0;
+      if (batch.length - batchEnd < total) {
+        batch = new Uint8Array(BATCH_SIZE);
+        batchEnd = 0;
+      }
+      this.#batch = batch;
+      this.#batchStart = batchEnd;
     }
-    this.#batchEnd = encodeFrameInto(this.#batch, this.#batchEnd, opcode, data, {
+    batchEnd = this.#batchEnd = encodeFrameInto(batch, batchEnd, opcode, data, {
       fin,
       rsv1,
       mask,
@@ -376,23 +516,27 @@ export class ProtocolConnection {
   }
 
   #flushBatch(): void {
+    const b = this.#batch;
+    if (b === undefined) return;
     if (this.#batchEnd > this.#batchStart) {
-      this.#outgoing.push(this.#batch!.subarray(this.#batchStart, this.#batchEnd));
-      this.#batchStart = this.#batchEnd;
+      (this.#outgoing ??= []).push(b.subarray(this.#batchStart, this.#batchEnd));
     }
+    this.#batch = undefined; // do not pin the shared buffer
+    this.#batchStart = this.#batchEnd = 0;
   }
 
   #hasOutgoing(): boolean {
-    return this.#outgoing.length > 0 || this.#batchEnd > this.#batchStart;
+    return this.#outgoing !== undefined || this.#batchEnd > this.#batchStart;
   }
 
   #emit(event: ProtocolEvent): void {
-    this.#events.push(event);
+    (this.#events ??= []).push(event);
   }
 
   #fail(error: ProtocolError): void {
     if (this.#error) return;
     this.#error = error;
+    this.#initiator ??= "local";
     this.#dropMessage();
     this.#emit({ type: "error", error });
     if (!this.#closeSent && !this.#eof) {
@@ -406,7 +550,7 @@ export class ProtocolConnection {
   #dropMessage(): void {
     this.#utf8State = UTF8_ACCEPT;
     this.#msgOpcode = 0;
-    if (this.#msgParts.length > 0) this.#msgParts = [];
+    this.#msgParts = undefined;
     this.#msgSize = 0;
   }
 
@@ -453,7 +597,7 @@ export class ProtocolConnection {
     }
     // A borrowed payload dies with the read buffer: keep a copy until the message is whole.
     if (payload.length > 0) {
-      this.#msgParts.push(this.#onData !== undefined ? payload.slice() : payload);
+      (this.#msgParts ??= []).push(this.#onData !== undefined ? payload.slice() : payload);
     }
     if (!frame.fin) return;
     if (plainText && this.#utf8State !== UTF8_ACCEPT) {
@@ -465,7 +609,7 @@ export class ProtocolConnection {
   #finishMessage(validated: boolean): void {
     const opcode = this.#msgOpcode;
     const compressed = this.#msgCompressed;
-    let data = concat(this.#msgParts, this.#msgSize);
+    let data = concat(this.#msgParts ?? [], this.#msgSize);
     this.#dropMessage();
     if (compressed) data = this.#deflate!.decompress(data, this.maxMessageSize);
     this.#message(opcode === Opcode.Text, data, validated);
@@ -502,6 +646,7 @@ export class ProtocolConnection {
       case Opcode.Close: {
         const { code, reason } = decodeClosePayload(payload);
         this.#closeReceived = { code, reason };
+        this.#initiator ??= "remote";
         this.#dropMessage();
         if (!this.#closeSent) {
           // Echo the code (RFC 6455 §5.5.1); no code received means none sent back.
@@ -532,6 +677,7 @@ function decodeText(bytes: Uint8Array): string {
 
 function concat(parts: Uint8Array[], size: number): Uint8Array {
   if (parts.length === 1) return parts[0];
+  if (parts.length === 0) return EMPTY;
   const out = new Uint8Array(size);
   let p = 0;
   for (const part of parts) {

@@ -228,6 +228,30 @@ export function encodeFrameHeader(
 }
 
 /**
+ * Writes only a frame header into `out` at `offset` (room for it is the caller's: the frame
+ * length minus the payload length) and returns the offset just past it, where the payload goes
+ * (with `mask`, the caller masks the payload itself). For framing a payload already in place.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrameHeaderInto, Opcode } from "./frames.ts";
+ * const out = new Uint8Array(2 + 3);
+ * out.set(new TextEncoder().encode("abc"), encodeFrameHeaderInto(out, 0, Opcode.Text, 3));
+ * console.log(out); // Uint8Array(5) [ 129, 3, 97, 98, 99 ]
+ * ```
+ */
+export function encodeFrameHeaderInto(
+  out: Uint8Array,
+  offset: number,
+  opcode: number,
+  payloadLength: number,
+  options?: EncodeOptions,
+): number {
+  const end = offset + headerLength(payloadLength, options?.mask !== undefined);
+  return offset + writeHeader(out.subarray(offset, end), opcode, payloadLength, options);
+}
+
+/**
  * Options of {@linkcode FrameParser}. The header checks run as soon as the first two bytes are
  * in, so a hostile frame is refused before its payload is buffered.
  *

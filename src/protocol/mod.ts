@@ -18,6 +18,7 @@ export {
   encodedFrameLength,
   encodeFrame,
   encodeFrameHeader,
+  encodeFrameHeaderInto,
   encodeFrameInto,
   type EncodeOptions,
   type Frame,

@@ -10,7 +10,6 @@
  * @module
  */
 
-import { deferred } from "../util/async.ts";
 import {
   type CloseInfo,
   messageSize,
@@ -49,14 +48,17 @@ export interface IncomingQueueOptions {
  * ```
  */
 export class IncomingQueue {
-  #items: (WireMessage | undefined)[] = [];
+  // Lists and promises are made on first use: an idle connection's queue is a few fields.
+  #items: (WireMessage | undefined)[] | undefined;
   #head = 0;
   #bytes = 0;
   #paused = false;
   #end?: CloseInfo;
-  #waiter = deferred<void>();
+  #wake: (() => void) | undefined;
+  #readable: Promise<void> | undefined;
   #listener?: () => void;
-  #closed = deferred<CloseInfo>();
+  #closed: Promise<CloseInfo> | undefined;
+  #settleClosed: ((info: CloseInfo) => void) | undefined;
   #overflowed = false;
   readonly #high: number;
   readonly #low: number;
@@ -80,7 +82,7 @@ export class IncomingQueue {
 
   /** Queued messages. */
   get length(): number {
-    return this.#items.length - this.#head;
+    return this.#items === undefined ? 0 : this.#items.length - this.#head;
   }
 
   /** True while the queue has asked the adapter to stop reading. */
@@ -95,7 +97,12 @@ export class IncomingQueue {
 
   /** Settles once `end` was called and every message was polled. */
   get closed(): Promise<CloseInfo> {
-    return this.#closed.promise;
+    if (this.#closed === undefined) {
+      this.#closed = this.#end !== undefined && this.length === 0
+        ? Promise.resolve(this.#end)
+        : new Promise<CloseInfo>((resolve) => (this.#settleClosed = resolve));
+    }
+    return this.#closed;
   }
 
   /** Adds a received message. Ignored after `end` and after a "close" overflow. */
@@ -105,13 +112,13 @@ export class IncomingQueue {
     if (this.#bytes + size > this.#max && this.length > 0) {
       if (this.#overflow(message, size)) return;
     }
-    this.#items.push(message);
+    (this.#items ??= []).push(message);
     this.#bytes += size;
     if (!this.#paused && this.#bytes > this.#high) {
       this.#paused = true;
       this.#opts.onPause?.();
     }
-    this.#wake();
+    this.#notify();
   }
 
   /** Returns true when the incoming message was consumed by the policy (not queued). */
@@ -128,8 +135,8 @@ export class IncomingQueue {
       case "drop-oldest": {
         // Drop from the front until the newcomer fits (always keep at least the newcomer).
         while (this.length > 0 && this.#bytes + size > this.#max) {
-          const old = this.#items[this.#head]!;
-          this.#items[this.#head++] = undefined;
+          const old = this.#items![this.#head]!;
+          this.#items![this.#head++] = undefined;
           this.#bytes -= messageSize(old);
           this.#opts.onOverflow?.(error);
         }
@@ -144,20 +151,21 @@ export class IncomingQueue {
     if (this.#end) return;
     this.#end = info;
     this.#settleIfDrained();
-    this.#wake();
+    this.#notify();
   }
 
   /** Takes the next message, or `undefined` when none is queued. */
   poll(): WireMessage | undefined {
-    if (this.#head >= this.#items.length) return undefined;
-    const message = this.#items[this.#head]!;
-    this.#items[this.#head++] = undefined;
-    // Compact now and then so the array does not grow without bound.
-    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
+    const items = this.#items;
+    if (items === undefined || this.#head >= items.length) return undefined;
+    const message = items[this.#head]!;
+    items[this.#head++] = undefined;
+    // Compact now and then so the array does not grow without bound; drop it once empty.
+    if (this.#head === items.length) {
+      this.#items = undefined;
       this.#head = 0;
-    } else if (this.#head === this.#items.length) {
-      this.#items.length = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > items.length) {
+      this.#items = items.slice(this.#head);
       this.#head = 0;
     }
     this.#bytes -= messageSize(message);
@@ -180,17 +188,24 @@ export class IncomingQueue {
   /** Resolves when a message is queued or the stream has ended. */
   readable(): Promise<void> {
     if (this.length > 0 || this.#end) return Promise.resolve();
-    if (this.#waiter.settled) this.#waiter = deferred<void>();
-    return this.#waiter.promise;
+    return this.#readable ??= new Promise<void>((resolve) => (this.#wake = resolve));
   }
 
   // Called last in push/end, once the queue's state is final: the listener may poll().
-  #wake(): void {
-    if (!this.#waiter.settled) this.#waiter.resolve();
+  #notify(): void {
+    const wake = this.#wake;
+    if (wake !== undefined) {
+      this.#wake = undefined;
+      this.#readable = undefined;
+      wake();
+    }
     this.#listener?.();
   }
 
   #settleIfDrained(): void {
-    if (this.#end && this.length === 0) this.#closed.resolve(this.#end);
+    if (this.#end === undefined || this.length > 0) return;
+    const settle = this.#settleClosed;
+    this.#settleClosed = undefined;
+    settle?.(this.#end);
   }
 }

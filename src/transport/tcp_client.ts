@@ -25,6 +25,7 @@ import {
   validateServerResponse,
 } from "../protocol/handshake.ts";
 import { TimeoutError } from "../util/async.ts";
+import { Deadline } from "./deadlines.ts";
 import { WebSocketConnection, type WebSocketConnectionOptions } from "./tcp_connection.ts";
 import { readHead } from "./tcp_http.ts";
 import { type ByteStream, denoConnStream } from "./tcp_stream.ts";
@@ -131,7 +132,8 @@ export async function connect(
     stream?.close();
     giveUp();
   };
-  const timer = setTimeout(() => end("timeout"), timeoutMs);
+  const deadline = new Deadline(() => end("timeout"));
+  deadline.set(performance.now() + timeoutMs);
   const onAbort = () => end("abort");
   signal?.addEventListener("abort", onAbort, { once: true });
   const stopError = () =>
@@ -220,7 +222,7 @@ export async function connect(
     stream?.close();
     throw e;
   } finally {
-    clearTimeout(timer);
+    deadline.cancel();
     signal?.removeEventListener("abort", onAbort);
     giveUp();
   }

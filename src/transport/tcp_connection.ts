@@ -1,20 +1,22 @@
 /**
  * {@linkcode WebSocketConnection}: an open RFC 6455 connection on a raw socket. It drives the
  * codec's `ProtocolConnection` over a {@linkcode ByteStream} (a `Deno.Conn` or a `node:net`
- * socket):
+ * socket) and keeps to three jobs: the read loop, the write loop and the timers. The codec owns
+ * framing and every bit of close state (who started it, both close frames, failures, how the
+ * connection ended).
  *
- * - **reads**: a loop reads the socket into the stream's reused buffer and lends it to the codec
+ * - **reads**: the loop reads the socket into the stream's reused buffer and lends it to the codec
  *   (`receiveRaw`), which hands each data message over as it is parsed. Messages go into an
- *   {@linkcode IncomingQueue} (payloads copied out, text decoded), or, while a
- *   {@linkcode MessageSink} is set (`setSink`), straight to it as views of the read buffer: no
- *   object, no string, no copy per message. Above the queue's high watermark, or when the sink
- *   refuses a message, the rest of the read is kept (copied, in order) and the loop stops reading
- *   the socket (TCP back-pressure on the peer) until the queue drops below its low watermark or
- *   the sink's `writable()` resolves; the kept messages go first.
+ *   {@linkcode IncomingQueue} (small payloads copied out, big ones handed over, text decoded), or,
+ *   while a {@linkcode MessageSink} is set (`setSink`), straight to it as views of the read
+ *   buffer: no object, no string, no copy per message. Above the queue's high watermark, or when
+ *   the sink refuses a message, the rest of the read is kept (copied, in order) and the socket is
+ *   not read (TCP back-pressure on the peer) until the queue drops below its low watermark or the
+ *   sink's `writable()` resolves; the kept messages go first.
  * - **writes**: `TCP_NODELAY` on, one write per frame, and every frame queued while a write is in
- *   flight goes out in the next single write (header and payload are never split). Without
- *   permessage-deflate, messages of 512 bytes and more are framed straight into recycled buffers
- *   (`tcp_buffers.ts`), so steady traffic does not allocate per message. `send()` is awaitable:
+ *   flight goes out in the next single write (header and payload are never split). Messages of
+ *   512 bytes and more are framed by the codec straight into recycled buffers (`tcp_buffers.ts`,
+ *   `sendMessageInto`), so steady traffic does not allocate per message. `send()` is awaitable:
  *   it resolves at once under `writeHighWaterMark` buffered bytes, otherwise once the buffer
  *   drained below `writeLowWaterMark`.
  * - **close**: `close(code, reason)` sends a close frame, resends it after `closeRetryMs` if the peer
@@ -26,21 +28,21 @@
  *   a peer that cannot answer a ping cannot answer a close either). The deadline is suspended while
  *   read back-pressure holds the socket unread (a pong cannot be seen then).
  *
- * Every timer is cleared when the connection ends.
+ * A connection has no timer of its own: its earliest deadline (keep-alive, pong, close resend and
+ * give-up, `ping()` timeouts) sits on the one shared timer of `deadlines.ts`, and is cancelled when
+ * the connection ends. An idle connection holds little else: a 512-byte read buffer, the codec,
+ * and what its user asked for (queue, promises, lists are made on first use).
  *
  * @module
  */
 
-import { encodeClosePayload } from "../protocol/close.ts";
 import type { ProtocolConnection } from "../protocol/connection.ts";
-import type { ProtocolError } from "../protocol/errors.ts";
-import { encodeFrame, encodeFrameHeader, Opcode } from "../protocol/frames.ts";
-import { applyMask, nextMaskKey } from "../protocol/mask.ts";
-import { recycleBuffer, takeBuffer } from "./tcp_buffers.ts";
 import { decodeUtf8 } from "../protocol/utf8.ts";
-import { deferred, TimeoutError } from "../util/async.ts";
-import { IncomingQueue } from "./incoming_queue.ts";
+import { TimeoutError } from "../util/async.ts";
+import { Deadline } from "./deadlines.ts";
+import { IncomingQueue, type IncomingQueueOptions } from "./incoming_queue.ts";
 import { KeptMessages } from "./kept_messages.ts";
+import { recycleBuffer, takeBuffer } from "./tcp_buffers.ts";
 import type { ByteStream, StreamAddr } from "./tcp_stream.ts";
 import {
   type CloseInfo,
@@ -49,6 +51,7 @@ import {
   type MessageSink,
   type OutgoingData,
   type OverflowPolicy,
+  type ReadOverflowError,
   type WireMessage,
 } from "./types.ts";
 
@@ -135,16 +138,18 @@ export type ConnectionState = "open" | "closing" | "closed";
 interface PingWaiter {
   resolve(rtt: number): void;
   reject(e: unknown): void;
-  timer: ReturnType<typeof setTimeout>;
   t0: number;
+  by: number;
+  timeoutMs: number;
 }
 
 const RESOLVED = Promise.resolve();
 const SMALL = 64 * 1024;
 /** Data messages from this size (string length or bytes) on are framed into pooled buffers. */
-const FAST_MIN = 512;
+const POOLED_MIN = 512;
 const UTF8 = new TextEncoder();
 const BATCH = 256 * 1024;
+const KEEPALIVE = UTF8.encode("wse-keepalive");
 
 // Binary payloads queued for poll() are copied out of the read buffer; small ones into a slab
 // shared by every connection of this isolate (as Node's Buffer pool does): one ArrayBuffer per
@@ -175,10 +180,15 @@ function copyOut(src: Uint8Array): Uint8Array {
   return out;
 }
 
+// Set by WebSocketConnection's static block: how QueueHooks reach two of its private methods.
+let offerKeptOf: (ws: WebSocketConnection) => void;
+let failOf: (ws: WebSocketConnection, code: number, reason: string) => void;
+
 /**
  * An open WebSocket connection on a raw socket, made by `connect()` (client) or `serve()` /
  * `handleNodeUpgrade()` (server). Messages are read with `poll()`/`readable()` or
- * `for await`; `send()` is awaitable; `close()` runs the close handshake.
+ * `for await`, or handed to a {@linkcode MessageSink} (`setSink`); `send()` is awaitable;
+ * `close()` runs the close handshake.
  *
  * @example
  * ```ts
@@ -200,63 +210,65 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
 
   readonly #stream: ByteStream;
   readonly #p: ProtocolConnection;
-  readonly #queue: IncomingQueue;
   readonly #opts: WebSocketConnectionOptions;
-  readonly #writeHigh: number;
-  readonly #writeLow: number;
+  #queue: IncomingQueue | undefined;
+  #listener: (() => void) | undefined;
 
   // writes
-  #pending: Uint8Array[] = [];
+  #pending: Uint8Array[] | undefined;
   /** Parallel to #pending: the pooled buffer under each frame, to recycle once written. */
-  #backing: (Uint8Array | null)[] = [];
-  /** Data messages are framed here (pooled buffers) instead of by the codec: no deflate. */
-  readonly #fastPath: boolean;
-  /** A fragmented message opened with sendFrame is still open. */
-  #fragOpen = false;
+  #backing: (Uint8Array | null)[] | undefined;
+  /** The pooled buffer the codec framed the last message into (see `send`). */
+  #taken: Uint8Array | undefined;
+  #takeBufferFn: ((size: number) => Uint8Array) | undefined;
   #pendingBytes = 0;
   #inflight = 0;
   #writing = false;
   #flushScheduled = false;
   /** The pooled buffer of the write in flight, recycled once the write resolved. */
   #spent: Uint8Array | null = null;
-  #idleWaiters: (() => void)[] = [];
-  #drainWaiters: { resolve(): void; reject(e: unknown): void }[] = [];
+  #idleWaiters: (() => void)[] | undefined;
+  #drainWaiters: { resolve(): void; reject(e: unknown): void }[] | undefined;
 
   // reads
+  /** A `read()` is in flight. */
+  #reading = false;
   #sink: MessageSink | undefined;
   /** Bumped when the sink changes: a stale `writable()` must not offer anything. */
   #sinkEpoch = 0;
   #awaitingSink = false;
   /** Messages the queue or the sink could not take yet, in order; reading waits for them. */
-  #kept = new KeptMessages();
+  #kept: KeptMessages | undefined;
   #offering = false;
   /** The memory of the bytes being parsed, and whether views of it may be queued as they are. */
   #readBuffer: ArrayBufferLike | undefined;
   #readKept = false;
-  /** How the socket closed, once it did; the queue ends when nothing is kept any more. */
-  #endInfo?: CloseInfo;
-  #gate?: () => void;
-  #readDone = deferred<void>();
+  #onReadFn: ((chunk: Uint8Array | null) => void) | undefined;
+  #onDataFn: ((text: boolean, payload: Uint8Array) => void) | undefined;
+  #takeFn: ((text: boolean, payload: Uint8Array) => boolean) | undefined;
 
-  // close
-  #state: ConnectionState = "open";
-  #initiator?: "local" | "remote";
-  #remoteClose?: { code: number; reason: string };
-  #failure?: { code: number; reason: string };
-  #info?: CloseInfo;
-  #finished = deferred<CloseInfo>();
-  #closePromise?: Promise<CloseInfo>;
-  #closeFrame?: { code: number; reason: string };
-  #retryTimer?: ReturnType<typeof setTimeout>;
-  #giveUpTimer?: ReturnType<typeof setTimeout>;
-  #eofTimer?: ReturnType<typeof setTimeout>;
+  // the end
+  /** The socket is closed (the codec has the outcome). */
+  #ended = false;
+  /** ... and the read and write loops have returned: `socketClosed` settles. */
+  #settled = false;
+  #info: CloseInfo | undefined;
+  #finished: Promise<CloseInfo> | undefined;
+  #resolveFinished: ((info: CloseInfo) => void) | undefined;
+  #closePromise: Promise<CloseInfo> | undefined;
+  #onSettled: ((ws: WebSocketConnection, info: CloseInfo) => void) | undefined;
   #transportClosing = false;
 
-  // pings
+  // timers: the earliest of these is the connection's one deadline on the shared timer (times in
+  // performance.now() ms; 0 = not set, a small integer, so an idle connection boxes no doubles)
+  #deadline: Deadline | undefined;
+  #retryAt = 0;
+  #giveUpAt = 0;
+  #eofAt = 0;
+  #pingAt = 0;
+  #pongBy = 0;
   #pingSeq = 0;
-  #pings = new Map<string, PingWaiter>();
-  #kaInterval?: ReturnType<typeof setInterval>;
-  #kaDeadline?: ReturnType<typeof setTimeout>;
+  #pings: Map<string, PingWaiter> | undefined;
 
   // stats
   #bytesIn = 0;
@@ -266,7 +278,9 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
 
   /**
    * Wraps an upgraded socket. Normally called by `connect()`, `serve()` and `handleNodeUpgrade()`;
-   * `initial` holds bytes already read past the HTTP head.
+   * `initial` holds bytes already read past the HTTP head; `onSettled` is called once, when
+   * `socketClosed` settles (a server uses one function for all its connections instead of a
+   * promise and a callback each).
    */
   constructor(
     stream: ByteStream,
@@ -276,33 +290,21 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
       handshake: HandshakeInfo;
       initial?: Uint8Array;
       options?: WebSocketConnectionOptions;
+      onSettled?: (ws: WebSocketConnection, info: CloseInfo) => void;
     },
   ) {
     this.#stream = stream;
     this.#p = protocol;
     this.role = init.role;
     this.handshake = init.handshake;
+    this.#onSettled = init.onSettled;
     const o = this.#opts = init.options ?? {};
-    this.#writeHigh = o.writeHighWaterMark ?? 1 << 20;
-    this.#writeLow = Math.min(o.writeLowWaterMark ?? 256 * 1024, this.#writeHigh);
-    const readHigh = o.readHighWaterMark ?? 1 << 20;
-    this.#queue = new IncomingQueue({
-      highWaterMark: readHigh,
-      lowWaterMark: Math.min(o.readLowWaterMark ?? Math.floor(readHigh / 2), readHigh),
-      maxQueuedBytes: o.maxQueuedBytes,
-      overflow: o.overflow,
-      // In a microtask, as a socket read would come: a consumer polling in a loop sees the queue
-      // drain, not refill under its feet.
-      onResume: () => queueMicrotask(() => this.#offerKept()),
-      onOverflow: (e) => {
-        if (e.policy === "close") this.#fail(1008, "unread messages exceeded maxQueuedBytes");
-        else this.#opts.onError?.(e); // a drop is never silent
-      },
-    });
-    this.#fastPath = !/permessage-deflate/i.test(init.handshake.extensions);
     if (init.initial && init.initial.length) this.#feed(init.initial, true);
-    if (o.pingIntervalMs && o.pingIntervalMs > 0) this.#startKeepAlive(o.pingIntervalMs);
-    void this.#readLoop();
+    if (o.pingIntervalMs && o.pingIntervalMs > 0) {
+      this.#pingAt = performance.now() + o.pingIntervalMs;
+      this.#arm();
+    }
+    this.#pump();
   }
 
   /** The subprotocol the handshake selected ("" for none). */
@@ -317,12 +319,13 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
 
   /** Where the connection stands: "open", "closing" (a close frame went out or came in), "closed". */
   get state(): ConnectionState {
-    return this.#state;
+    if (this.#ended) return "closed";
+    return this.#p.state === "open" ? "open" : "closing";
   }
 
   /** True once the socket is closed (messages may still be queued). */
   get isClosed(): boolean {
-    return this.#state === "closed";
+    return this.#ended;
   }
 
   /** Bytes accepted by `send` and not yet written to the socket. */
@@ -332,12 +335,13 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
 
   /** Bytes of received messages waiting to be polled. */
   get queuedBytes(): number {
-    return this.#queue.queuedBytes;
+    return this.#queue?.queuedBytes ?? 0;
   }
 
   /** True while read back-pressure keeps the socket unread. */
   get readPaused(): boolean {
-    return this.#kept.length > 0 || (this.#sink === undefined && this.#queue.paused);
+    if (this.#kept !== undefined && this.#kept.length > 0) return true;
+    return this.#sink === undefined && this.#queue !== undefined && this.#queue.paused;
   }
 
   /** Local socket address, when known. */
@@ -362,22 +366,27 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
 
   /** Settles once the connection is closed and every received message was polled or delivered. */
   get closed(): Promise<CloseInfo> {
-    return this.#queue.closed;
+    return this.#q().closed;
   }
 
   /** Settles once the socket is closed, whether or not queued messages were polled. */
   get socketClosed(): Promise<CloseInfo> {
-    return this.#finished.promise;
+    if (this.#finished === undefined) {
+      this.#finished = this.#settled
+        ? Promise.resolve(this.#info!)
+        : new Promise<CloseInfo>((resolve) => (this.#resolveFinished = resolve));
+    }
+    return this.#finished;
   }
 
   /** Takes the next received message without waiting, or `undefined`. */
   poll(): WireMessage | undefined {
-    return this.#queue.poll();
+    return this.#queue?.poll();
   }
 
   /** Resolves when `poll()` has a message or the connection has ended. */
   readable(): Promise<void> {
-    return this.#queue.readable();
+    return this.#q().readable();
   }
 
   /**
@@ -385,7 +394,8 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
    * ends (`undefined` removes it); it may `poll()` from inside the call.
    */
   onReadable(listener: (() => void) | undefined): void {
-    this.#queue.listen(listener);
+    this.#listener = listener;
+    if (listener !== undefined || this.#queue !== undefined) this.#q().listen(listener);
   }
 
   /**
@@ -400,14 +410,15 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
    */
   setSink(sink: MessageSink | undefined): void {
     if (sink === this.#sink) return;
-    if (sink !== undefined && this.#queue.length > 0) {
+    const queue = this.#queue;
+    if (sink !== undefined && queue !== undefined && queue.length > 0) {
       // Queued messages are older than kept ones: both go to the sink, queued first. (Polling may
       // move kept messages into the queue behind them; any left are appended after.)
       const moved = new KeptMessages();
-      for (let m = this.#queue.poll(); m !== undefined; m = this.#queue.poll()) {
+      for (let m = queue.poll(); m !== undefined; m = queue.poll()) {
         moved.push(m.type === "text", m.type === "text" ? UTF8.encode(m.data) : m.data);
       }
-      this.#kept.offer((text, payload) => (moved.push(text, payload), true));
+      this.#kept?.offer((text, payload) => (moved.push(text, payload), true));
       this.#kept = moved;
     }
     this.#sink = sink;
@@ -418,14 +429,15 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
 
   /** Iterates received messages until the connection ends. */
   async *[Symbol.asyncIterator](): AsyncGenerator<WireMessage, void, undefined> {
+    const queue = this.#q();
     while (true) {
-      const m = this.#queue.poll();
+      const m = queue.poll();
       if (m) {
         yield m;
         continue;
       }
-      if (this.#queue.ended) return;
-      await this.#queue.readable();
+      if (queue.ended) return;
+      await queue.readable();
     }
   }
 
@@ -435,20 +447,24 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
    * `writeLowWaterMark`. Rejects with `ConnectionClosedError` once closing or closed.
    */
   send(data: OutgoingData): Promise<void> {
-    if (this.#state !== "open" || this.#p.closeSent) {
+    if (this.#ended || !this.#p.canSend) {
       return Promise.reject(new ConnectionClosedError("the connection is closing", this.#info));
     }
-    if (
-      this.#fastPath && !this.#fragOpen && data.length >= FAST_MIN &&
-      this.#stream.reusableAfterWrite
-    ) {
+    if (data.length >= POOLED_MIN && this.#stream.reusableAfterWrite) {
       this.#collect(); // keep order with whatever the codec queued (pongs)
-      if (typeof data === "string") this.#enqueueText(data);
-      else this.#enqueueBinary(data);
+      let frame;
+      try {
+        frame = this.#p.sendMessageInto(
+          data,
+          this.#takeBufferFn ??= (size) => (this.#taken = takeBuffer(size)),
+        );
+      } catch (e) {
+        return Promise.reject(e); // e.g. a fragmented message opened with sendFrame is still open
+      }
+      this.#push(frame, this.#taken!);
+      this.#taken = undefined;
       this.#messagesOut++;
-      return this.bufferedAmount <= this.#writeHigh
-        ? RESOLVED
-        : new Promise<void>((resolve, reject) => this.#drainWaiters.push({ resolve, reject }));
+      return this.#afterQueue();
     }
     try {
       if (typeof data === "string") this.#p.sendText(data);
@@ -457,6 +473,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
       return Promise.reject(e); // e.g. a fragmented message opened with sendFrame is still open
     }
     this.#messagesOut++;
+    this.#collect();
     return this.#afterQueue();
   }
 
@@ -465,7 +482,8 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
    * extension (frames go out unmasked and uncompressed, so one encoding fits every such peer).
    */
   get canSendEncoded(): boolean {
-    return this.role === "server" && this.#fastPath && !this.#fragOpen;
+    return this.role === "server" && !this.#p.fragmenting &&
+      !/permessage-deflate/i.test(this.handshake.extensions);
   }
 
   /**
@@ -475,7 +493,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
    * (otherwise rejects with `TypeError`); same back-pressure as `send()`.
    */
   sendEncoded(frame: Uint8Array): Promise<void> {
-    if (this.#state !== "open" || this.#p.closeSent) {
+    if (this.#ended || !this.#p.canSend) {
       return Promise.reject(new ConnectionClosedError("the connection is closing", this.#info));
     }
     if (!this.canSendEncoded) {
@@ -484,14 +502,9 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
       );
     }
     this.#collect(); // keep order with whatever the codec queued (pongs)
-    this.#pending.push(frame);
-    this.#backing.push(null); // shared by many connections: never recycled
-    this.#pendingBytes += frame.length;
-    this.#scheduleFlush();
+    this.#enqueue([frame]); // shared by many connections: never recycled
     this.#messagesOut++;
-    return this.bufferedAmount <= this.#writeHigh
-      ? RESOLVED
-      : new Promise<void>((resolve, reject) => this.#drainWaiters.push({ resolve, reject }));
+    return this.#afterQueue();
   }
 
   /**
@@ -500,7 +513,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
    * has `fin` set. Same back-pressure as `send()`.
    */
   sendFrame(opcode: number, data: Uint8Array, fin: boolean): Promise<void> {
-    if (this.#state !== "open" || this.#p.closeSent) {
+    if (this.#ended || !this.#p.canSend) {
       return Promise.reject(new ConnectionClosedError("the connection is closing", this.#info));
     }
     try {
@@ -508,46 +521,48 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     } catch (e) {
       return Promise.reject(e); // out-of-order fragment, reserved opcode, oversized control frame
     }
-    if (opcode !== Opcode.Ping && opcode !== Opcode.Pong) this.#fragOpen = !fin;
     if (fin) this.#messagesOut++;
+    this.#collect();
     return this.#afterQueue();
   }
 
   #afterQueue(): Promise<void> {
-    this.#collect();
-    if (this.bufferedAmount <= this.#writeHigh) return RESOLVED;
-    return new Promise<void>((resolve, reject) => this.#drainWaiters.push({ resolve, reject }));
+    if (this.bufferedAmount <= (this.#opts.writeHighWaterMark ?? 1 << 20)) return RESOLVED;
+    return new Promise<void>((resolve, reject) =>
+      (this.#drainWaiters ??= []).push({ resolve, reject })
+    );
   }
 
   /**
-   * Sends a ping and resolves with the round-trip time (ms) when its pong arrives. Rejects with
-   * `TimeoutError` after `timeoutMs`, with `ConnectionClosedError` if the connection ends first.
-   * While read back-pressure holds the socket unread the pong cannot be seen, so poll first.
+   * Sends a ping and resolves with the round-trip time (ms) when its pong arrives; rejects with
+   * a `TimeoutError` after `timeoutMs`, or a `ConnectionClosedError` if the connection ends
+   * first.
    */
   ping(timeoutMs = 10_000): Promise<number> {
-    if (this.#state !== "open" || this.#p.closeSent) {
+    if (this.#ended || !this.#p.canSend) {
       return Promise.reject(new ConnectionClosedError("the connection is closing", this.#info));
     }
     const payload = new Uint8Array(8);
     const seq = ++this.#pingSeq;
     new DataView(payload.buffer).setUint32(0, 0x77736570); // "wsep"
     new DataView(payload.buffer).setUint32(4, seq);
-    const key = keyOf(payload);
     return new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pings.delete(key);
-        reject(new TimeoutError("ping", timeoutMs));
-      }, timeoutMs);
-      this.#pings.set(key, { resolve, reject, timer, t0: performance.now() });
       try {
         this.#p.ping(payload);
       } catch (e) {
-        clearTimeout(timer);
-        this.#pings.delete(key);
         reject(e);
         return;
       }
+      const t0 = performance.now();
+      (this.#pings ??= new Map()).set(keyOf(payload), {
+        resolve,
+        reject,
+        t0,
+        by: t0 + timeoutMs,
+        timeoutMs,
+      });
       this.#collect();
+      this.#arm();
     });
   }
 
@@ -559,75 +574,58 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
    */
   close(code = 1000, reason = "", timeoutMs?: number): Promise<CloseInfo> {
     if (this.#closePromise) return this.#closePromise;
-    this.#closePromise = this.#finished.promise;
-    if (this.#state === "closed") return this.#closePromise;
-    if (!this.#p.closeSent) {
+    if (this.#ended) return this.#closePromise = this.socketClosed;
+    const p = this.#p;
+    if (!p.closeSent) {
       try {
-        this.#p.close(code, reason);
+        p.close(code, reason);
       } catch (e) {
-        this.#closePromise = undefined;
         return Promise.reject(e); // a code that may not be sent, or a reason over 123 bytes
       }
-      this.#initiator ??= "local";
-      this.#state = "closing";
-      this.#closeFrame = { code, reason };
       this.#collect();
-      this.#openGate(); // the peer's close must be read even if the consumer is behind
+      this.#pump(); // the peer's close must be read even if the consumer is behind
     }
+    this.#closePromise = this.socketClosed;
+    const now = performance.now();
     const retry = this.#opts.closeRetryMs ?? 2000;
     const giveUp = timeoutMs ?? this.#opts.closeGiveUpMs ?? 10_000;
-    if (!this.#p.closeReceived && retry > 0 && retry < giveUp) {
-      this.#retryTimer = setTimeout(() => {
-        this.#retryTimer = undefined;
-        const f = this.#closeFrame;
-        if (this.#state === "closed" || this.#p.closeReceived || !f) return;
-        this.#enqueue([encodeFrame(Opcode.Close, encodeClosePayload(f.code, f.reason), {
-          mask: this.role === "client" ? crypto.getRandomValues(new Uint8Array(4)) : undefined,
-        })]);
-      }, retry);
-    }
-    this.#giveUpTimer = setTimeout(() => {
-      this.#giveUpTimer = undefined;
-      this.#end({
-        code: 1006,
-        reason: "close handshake timed out",
-        wasClean: false,
-        initiator: this.#initiator ?? "local",
-      });
-    }, giveUp);
+    if (!p.closeReceived && retry > 0 && retry < giveUp) this.#retryAt = now + retry;
+    this.#giveUpAt = now + giveUp;
+    this.#arm();
     return this.#closePromise;
   }
 
   /** Drops the socket at once, without a close handshake (reported as 1006). */
   terminate(): void {
-    this.#end({ code: 1006, reason: "terminated", wasClean: false, initiator: "local" });
+    this.#finish("terminated", "local");
   }
 
   // ---- reading ----
 
-  #openGate(): void {
-    const g = this.#gate;
-    this.#gate = undefined;
-    g?.();
+  /** The queue, made on first use. */
+  #q(): IncomingQueue {
+    if (this.#queue !== undefined) return this.#queue;
+    const queue = this.#queue = new IncomingQueue(new QueueHooks(this, this.#opts));
+    if (this.#listener !== undefined) queue.listen(this.#listener);
+    if (this.#settled && !(this.#kept !== undefined && this.#kept.length > 0)) {
+      queue.end(this.#info!);
+    }
+    return queue;
   }
 
-  async #readLoop(): Promise<void> {
-    try {
-      while (this.#state !== "closed") {
-        if (this.#holdingBack()) {
-          await new Promise<void>((resolve) => (this.#gate = resolve));
-          continue;
-        }
-        const chunk = await this.#stream.read();
-        if (chunk === null) {
-          this.#onEof();
-          break;
-        }
-        this.#feed(chunk, false);
-      }
-    } finally {
-      this.#readDone.resolve();
-    }
+  /** Starts the next read unless one is in flight, the socket closed, or back-pressure holds. */
+  #pump(): void {
+    if (this.#reading || this.#ended || this.#holdingBack()) return;
+    this.#reading = true;
+    this.#stream.read(this.#onReadFn ??= (chunk) => this.#onRead(chunk));
+  }
+
+  #onRead(chunk: Uint8Array | null): void {
+    this.#reading = false;
+    if (this.#ended) return this.#settle(); // closed under the read
+    if (chunk === null) return this.#finish();
+    this.#feed(chunk, false);
+    this.#pump();
   }
 
   /** Parses bytes: the stream's reused read buffer, or (`owned`) bytes nobody else holds. */
@@ -636,46 +634,49 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     this.#readBuffer = chunk.buffer;
     this.#readKept = owned;
     try {
-      this.#p.receiveRaw(chunk, this.#onData); // a throw from the sink comes back as a 1011 event
+      // A throw from the sink comes back as a 1011 error event.
+      this.#p.receiveRaw(chunk, this.#onDataFn ??= (text, payload) => this.#onData(text, payload));
     } finally {
       this.#readBuffer = undefined;
     }
-    this.#drainEvents();
+    this.#afterEvents();
   }
 
   /** Each data message, as the codec parses it (`payload` is a view of the read buffer). */
-  readonly #onData = (text: boolean, payload: Uint8Array): void => {
+  #onData(text: boolean, payload: Uint8Array): void {
     this.#messagesIn++;
-    if (this.#kept.length === 0 && this.#take(text, payload)) return;
+    const kept = this.#kept;
+    if ((kept === undefined || kept.length === 0) && this.#take(text, payload)) return;
     // A read can hold many messages: past the queue's high watermark or a refusal, the rest of
     // it waits here, in order, instead of going past the bound (a socket that can stop reading
     // never needs the overflow policy).
-    this.#kept.push(text, payload);
-  };
+    (this.#kept ??= new KeptMessages()).push(text, payload);
+  }
 
   /** Hands one message to the sink or the queue; false when it cannot be taken now. */
-  readonly #take = (text: boolean, payload: Uint8Array): boolean => {
+  #take(text: boolean, payload: Uint8Array): boolean {
     const sink = this.#sink;
     if (sink !== undefined) {
       if (sink.deliver(text, payload)) return true;
       this.#awaitSink(sink);
       return false;
     }
-    if (this.#queue.paused) return false;
+    const queue = this.#q();
+    if (queue.paused) return false;
     if (text) {
-      this.#queue.push({ type: "text", data: decodeUtf8(payload) });
+      queue.push({ type: "text", data: decodeUtf8(payload) });
     } else if (payload.length >= HAND_OVER && !this.#offering) {
       // From the codec (kept messages are views of a buffer that is reused: copied below).
       if (payload.buffer === this.#readBuffer && !this.#readKept) {
         this.#stream.retain();
         this.#readKept = true;
       }
-      this.#queue.push({ type: "binary", data: payload });
+      queue.push({ type: "binary", data: payload });
     } else {
-      this.#queue.push({ type: "binary", data: copyOut(payload) });
+      queue.push({ type: "binary", data: copyOut(payload) });
     }
     return true;
-  };
+  }
 
   #awaitSink(sink: MessageSink): void {
     if (this.#awaitingSink) return;
@@ -701,17 +702,20 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
    */
   #offerKept(): void {
     if (this.#offering) return; // the outer call goes on offering, in order
-    this.#offering = true;
-    try {
-      if (this.#kept.length > 0 && !this.#kept.offer(this.#take)) return;
-    } catch (e) {
-      this.#fail(1011, `message sink failed: ${e instanceof Error ? e.message : String(e)}`);
-      return;
-    } finally {
-      this.#offering = false;
+    const kept = this.#kept;
+    if (kept !== undefined && kept.length > 0) {
+      this.#offering = true;
+      try {
+        if (!kept.offer(this.#takeFn ??= (text, payload) => this.#take(text, payload))) return;
+      } catch (e) {
+        this.#fail(1011, `message sink failed: ${e instanceof Error ? e.message : String(e)}`);
+        return;
+      } finally {
+        this.#offering = false;
+      }
     }
-    if (this.#endInfo !== undefined) this.#queue.end(this.#endInfo);
-    this.#openGate();
+    if (this.#settled) this.#queue?.end(this.#info!);
+    this.#pump();
   }
 
   /**
@@ -719,97 +723,59 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
    * close must be read even when the consumer is behind).
    */
   #holdingBack(): boolean {
-    return this.readPaused && this.#state === "open" && !this.#p.closeSent;
+    return this.readPaused && this.#p.canSend;
   }
 
-  #drainEvents(): void {
+  /** After the codec ran: pings, pongs, and whether the socket should close now. */
+  #afterEvents(): void {
     const p = this.#p;
     for (let ev = p.nextEvent(); ev; ev = p.nextEvent()) {
-      switch (ev.type) {
-        case "text":
-        case "binary":
-          break; // data comes through #onData
-        case "ping":
-          this.#opts.onPing?.(ev.data);
-          break;
-        case "pong":
-          this.#onPong(ev.data);
-          break;
-        case "close":
-          this.#remoteClose = { code: ev.code, reason: ev.reason };
-          this.#initiator ??= "remote";
-          if (this.#state === "open") this.#state = "closing";
-          break;
-        case "error":
-          this.#onProtocolError(ev.error);
-          break;
-      }
+      if (ev.type === "ping") this.#opts.onPing?.(ev.data);
+      else if (ev.type === "pong") this.#onPong(ev.data);
+      // Data comes through #onData; the close and errors are the codec's state.
     }
     this.#collect();
     this.#checkTransport();
   }
 
+  static {
+    offerKeptOf = (ws) => ws.#offerKept();
+    failOf = (ws, code, reason) => ws.#fail(code, reason);
+  }
+
   #onPong(data: Uint8Array): void {
-    if (this.#kaDeadline !== undefined) {
-      clearTimeout(this.#kaDeadline);
-      this.#kaDeadline = undefined;
+    if (this.#pongBy !== 0) {
+      this.#pongBy = 0;
+      this.#arm();
     }
-    const w = this.#pings.get(keyOf(data));
+    const pings = this.#pings;
+    const w = pings?.get(keyOf(data));
     if (w) {
-      this.#pings.delete(keyOf(data));
-      clearTimeout(w.timer);
+      pings!.delete(keyOf(data));
       w.resolve(performance.now() - w.t0);
     }
     this.#opts.onPong?.(data);
   }
 
-  #onProtocolError(error: ProtocolError): void {
-    this.#failure ??= { code: error.closeCode, reason: error.message };
-    this.#initiator ??= "local";
-    if (this.#state === "open") this.#state = "closing";
-    if (!this.#p.closeSent) this.#p.close(error.closeCode, error.message.slice(0, 120));
-  }
-
-  /** Fails the connection ourselves (overflow, internal error): close frame, then drop. */
+  /** Fails the connection ourselves (overflow, broken sink): close frame, then drop. */
   #fail(code: number, reason: string): void {
-    if (this.#state === "closed") return;
-    this.#failure ??= { code, reason };
-    this.#initiator ??= "local";
-    this.#state = "closing";
-    if (!this.#p.closeSent) this.#p.close(code, reason);
-    this.#collect();
-    this.#transportClosing = true;
-    this.#endAfterFlush(1000);
+    if (this.#ended) return;
+    this.#p.fail(code, reason);
+    this.#afterEvents();
   }
 
-  #onEof(): void {
-    if (this.#state === "closed") return;
-    if (this.#failure) {
-      this.#end({ ...this.#failure, wasClean: false, initiator: "local" });
-    } else if (this.#remoteClose && this.#p.closeSent) {
-      this.#end({ ...this.#remoteClose, wasClean: true, initiator: this.#initiator ?? "remote" });
-    } else {
-      this.#end({
-        code: 1006,
-        reason: "",
-        wasClean: false,
-        initiator: this.#initiator === "local" ? "local" : "drop",
-      });
-    }
-  }
-
-  /** After events: close the socket once the codec says the close handshake is over. */
+  /** Closes the socket once the codec says the close handshake (or a failure) is over. */
   #checkTransport(): void {
-    if (this.#transportClosing) return;
-    if (this.#failure) {
+    if (this.#transportClosing || this.#ended) return;
+    const p = this.#p;
+    if (p.error) {
       this.#transportClosing = true;
       this.#endAfterFlush(1000);
       return;
     }
-    if (!(this.#p.closeSent && this.#p.closeReceived)) return;
+    if (!(p.closeSent && p.closeReceived)) return;
     this.#transportClosing = true;
-    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
-    this.#retryTimer = undefined;
+    this.#retryAt = 0;
     if (this.role === "server") {
       void this.#closeAfterFlush();
     } else {
@@ -826,23 +792,21 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
    */
   #endAfterFlush(ms: number): void {
     void this.#writeIdleNow().then(() => {
-      if (this.#state === "closed") return;
-      this.#eofTimer = setTimeout(() => {
-        this.#eofTimer = undefined;
-        this.#onEof();
-      }, Math.min(this.#opts.closeRetryMs ?? 2000, ms));
+      if (this.#ended) return;
+      this.#eofAt = performance.now() + Math.min(this.#opts.closeRetryMs ?? 2000, ms);
+      this.#arm();
     });
   }
 
   async #closeAfterFlush(): Promise<void> {
     await this.#writeIdleNow();
-    this.#onEof();
+    this.#finish();
   }
 
   #writeIdleNow(): Promise<void> {
-    if (!this.#writing && this.#pending.length === 0) return RESOLVED;
+    if (!this.#writing && !this.#pending?.length) return RESOLVED;
     this.#scheduleFlush();
-    return new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    return new Promise<void>((resolve) => (this.#idleWaiters ??= []).push(resolve));
   }
 
   // ---- writing ----
@@ -853,45 +817,21 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
   }
 
   #enqueue(frames: Uint8Array[]): void {
-    if (this.#state === "closed") return;
+    if (this.#ended) return;
+    const pending = this.#pending ??= [];
+    const backing = this.#backing ??= [];
     for (const f of frames) {
-      this.#pending.push(f);
-      this.#backing.push(null);
+      pending.push(f);
+      backing.push(null);
       this.#pendingBytes += f.length;
     }
     this.#scheduleFlush();
   }
 
-  /** One text frame, UTF-8 encoded straight into a pooled buffer behind room for the header. */
-  #enqueueText(text: string): void {
-    const room = this.role === "client" ? 14 : 10;
-    const backing = takeBuffer(room + text.length * 3);
-    const { written } = UTF8.encodeInto(text, backing.subarray(room));
-    const mask = this.role === "client" ? nextMaskKey() : undefined;
-    const header = encodeFrameHeader(Opcode.Text, written, { mask });
-    const start = room - header.length;
-    backing.set(header, start);
-    const frame = backing.subarray(start, room + written);
-    if (mask) applyMask(frame.subarray(header.length), mask);
-    this.#pending.push(frame);
-    this.#backing.push(backing);
+  #push(frame: Uint8Array, backing: Uint8Array): void {
+    (this.#pending ??= []).push(frame);
+    (this.#backing ??= []).push(backing);
     this.#pendingBytes += frame.length;
-    this.#scheduleFlush();
-  }
-
-  /** One binary frame, encoded into a pooled buffer (masked with a fresh key on the client). */
-  #enqueueBinary(data: Uint8Array): void {
-    const mask = this.role === "client" ? nextMaskKey() : undefined;
-    const header = encodeFrameHeader(Opcode.Binary, data.length, { mask });
-    const size = header.length + data.length;
-    const backing = takeBuffer(size);
-    backing.set(header);
-    backing.set(data, header.length);
-    const frame = backing.subarray(0, size);
-    if (mask) applyMask(frame.subarray(header.length), mask);
-    this.#pending.push(frame);
-    this.#backing.push(backing);
-    this.#pendingBytes += size;
     this.#scheduleFlush();
   }
 
@@ -906,7 +846,7 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     if (this.#writing) return;
     this.#writing = true;
     try {
-      while (this.#pending.length && this.#state !== "closed") {
+      while (this.#pending?.length && !this.#ended) {
         const buf = this.#takeBatch();
         await this.#stream.write(buf);
         const spent = this.#spent;
@@ -919,35 +859,35 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
     } catch {
       this.#spent = null;
       this.#inflight = 0;
-      this.#pending = [];
-      this.#backing = [];
+      this.#pending = this.#backing = undefined;
       this.#pendingBytes = 0;
-      if (this.#state !== "closed") this.#onEof(); // broken pipe: the peer is gone
+      this.#finish(); // broken pipe: the peer is gone
     } finally {
       this.#writing = false;
-      if (this.#idleWaiters.length) {
-        const ws = this.#idleWaiters;
-        this.#idleWaiters = [];
-        for (const w of ws) w();
-      }
+      if (this.#pending?.length === 0) this.#pending = this.#backing = undefined;
+      const ws = this.#idleWaiters;
+      this.#idleWaiters = undefined;
+      if (ws) { for (const w of ws) w(); }
+      this.#settle();
     }
   }
 
   /** The next write: one big frame alone, or small frames coalesced into one buffer. */
   #takeBatch(): Uint8Array {
-    const first = this.#pending[0];
+    const pending = this.#pending!;
+    const first = pending[0];
     let n = 1;
     let total = first.length;
     if (first.length < SMALL) {
-      while (n < this.#pending.length) {
-        const next = this.#pending[n];
+      while (n < pending.length) {
+        const next = pending[n];
         if (total + next.length > BATCH) break;
         total += next.length;
         n++;
       }
     }
-    const chunks = this.#pending.splice(0, n);
-    const backings = this.#backing.splice(0, n);
+    const chunks = pending.splice(0, n);
+    const backings = this.#backing!.splice(0, n);
     this.#pendingBytes -= total;
     this.#inflight = total;
     if (n === 1) {
@@ -967,81 +907,145 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
   }
 
   #wakeDrainWaiters(): void {
-    if (this.#drainWaiters.length === 0 || this.bufferedAmount > this.#writeLow) return;
     const ws = this.#drainWaiters;
-    this.#drainWaiters = [];
+    if (ws === undefined || this.bufferedAmount > this.#writeLow()) return;
+    this.#drainWaiters = undefined;
     for (const w of ws) w.resolve();
   }
 
-  // ---- keep-alive ----
-
-  #startKeepAlive(interval: number): void {
-    const timeout = this.#opts.pongTimeoutMs ?? interval;
-    this.#kaInterval = setInterval(() => {
-      if (this.#state !== "open" || this.#kaDeadline !== undefined || this.readPaused) return;
-      this.#p.ping(new TextEncoder().encode("wse-keepalive"));
-      this.#collect();
-      this.#kaDeadline = setTimeout(() => this.#onPongDeadline(timeout), timeout);
-    }, interval);
+  #writeLow(): number {
+    const o = this.#opts;
+    return Math.min(o.writeLowWaterMark ?? 256 * 1024, o.writeHighWaterMark ?? 1 << 20);
   }
 
-  #onPongDeadline(timeout: number): void {
-    this.#kaDeadline = undefined;
-    if (this.#state === "closed") return;
-    if (this.readPaused) {
-      // We are not reading, so we cannot know: wait again.
-      this.#kaDeadline = setTimeout(() => this.#onPongDeadline(timeout), timeout);
-      return;
+  // ---- timers ----
+
+  /** Puts the connection's earliest deadline on the shared timer (or takes it off). */
+  #arm(): void {
+    let at = Infinity;
+    for (const t of [this.#retryAt, this.#giveUpAt, this.#eofAt, this.#pingAt, this.#pongBy]) {
+      if (t !== 0 && t < at) at = t;
     }
-    this.#end({
-      code: 1006,
-      reason: "keep-alive pong timeout",
-      wasClean: false,
-      initiator: "drop",
-    });
+    if (this.#pings) { for (const w of this.#pings.values()) at = Math.min(at, w.by); }
+    if (at === Infinity) this.#deadline?.cancel();
+    else (this.#deadline ??= new Deadline(() => this.#onDeadline())).set(at);
+  }
+
+  #onDeadline(): void {
+    if (this.#ended) return;
+    const now = performance.now() + 1;
+    const due = (t: number) => t !== 0 && t <= now;
+    if (due(this.#giveUpAt)) return this.#finish("close handshake timed out");
+    if (due(this.#eofAt)) return this.#finish();
+    if (due(this.#retryAt)) {
+      this.#retryAt = 0;
+      this.#p.resendClose();
+      this.#collect();
+    }
+    const o = this.#opts;
+    const timeout = o.pongTimeoutMs ?? o.pingIntervalMs ?? 0;
+    if (due(this.#pongBy)) {
+      // While we are not reading, a pong cannot be seen: wait again.
+      if (!this.readPaused) return this.#finish("keep-alive pong timeout", "drop");
+      this.#pongBy = now + timeout;
+    }
+    if (due(this.#pingAt)) {
+      this.#pingAt = now + o.pingIntervalMs!;
+      if (this.#p.state === "open" && this.#pongBy === 0 && !this.readPaused) {
+        this.#p.ping(KEEPALIVE);
+        this.#collect();
+        this.#pongBy = now + timeout;
+      }
+    }
+    const pings = this.#pings;
+    if (pings) {
+      for (const [key, w] of pings) {
+        if (w.by > now) continue;
+        pings.delete(key);
+        w.reject(new TimeoutError("ping", w.timeoutMs));
+      }
+    }
+    this.#arm();
   }
 
   // ---- the end ----
 
-  /** Ends the connection exactly once: timers cleared, socket closed, waiters settled. */
-  #end(info: CloseInfo): void {
-    if (this.#state === "closed") return;
-    this.#state = "closed";
+  /**
+   * Ends the connection exactly once: the codec records how (EOF, or `abort` for a drop of our
+   * own), the deadline is cancelled, the socket closed, and waiters are settled.
+   */
+  #finish(abort?: string, initiator?: "local" | "drop"): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    if (abort === undefined) this.#p.receiveEof();
+    else this.#p.abort(abort, initiator);
+    const info: CloseInfo = this.#p.closeOutcome!;
     this.#info = info;
-    for (const t of [this.#retryTimer, this.#giveUpTimer, this.#eofTimer, this.#kaDeadline]) {
-      if (t !== undefined) clearTimeout(t);
-    }
-    if (this.#kaInterval !== undefined) clearInterval(this.#kaInterval);
-    this.#retryTimer =
-      this.#giveUpTimer =
-      this.#eofTimer =
-      this.#kaDeadline =
-        undefined;
-    this.#kaInterval = undefined;
+    this.#retryAt =
+      this.#giveUpAt =
+      this.#eofAt =
+      this.#pingAt =
+      this.#pongBy =
+        0;
+    this.#deadline?.cancel();
     this.#stream.close();
-    this.#p.receiveEof(); // frees the codec's zlib streams
-    this.#openGate();
     const closedError = new ConnectionClosedError("the connection is closed", info);
-    for (const [, w] of this.#pings) {
-      clearTimeout(w.timer);
-      w.reject(closedError);
-    }
-    this.#pings.clear();
+    const pings = this.#pings;
+    this.#pings = undefined;
+    if (pings) { for (const w of pings.values()) w.reject(closedError); }
     const ws = this.#drainWaiters;
-    this.#drainWaiters = [];
-    for (const w of ws) w.reject(closedError);
-    this.#pending = [];
-    this.#backing = [];
+    this.#drainWaiters = undefined;
+    if (ws) { for (const w of ws) w.reject(closedError); }
+    this.#pending = this.#backing = undefined;
     this.#pendingBytes = 0;
-    // Settle only once the read and write loops have returned, so no op outlives the connection.
-    const writeDone = this.#writing
-      ? new Promise<void>((resolve) => this.#idleWaiters.push(resolve))
-      : RESOLVED;
-    void Promise.all([this.#readDone.promise, writeDone]).then(() => {
-      this.#endInfo = info;
-      if (this.#kept.length === 0) this.#queue.end(info); // else once the kept ones were taken
-      this.#finished.resolve(info);
-    });
+    this.#settle();
+  }
+
+  /** Once ended and the read and write loops have returned (no op outlives the connection). */
+  #settle(): void {
+    if (!this.#ended || this.#settled || this.#reading || this.#writing) return;
+    this.#settled = true;
+    const info = this.#info!;
+    if (!(this.#kept !== undefined && this.#kept.length > 0)) this.#queue?.end(info); // else once taken
+    const resolve = this.#resolveFinished;
+    this.#resolveFinished = undefined;
+    resolve?.(info);
+    const onSettled = this.#onSettled;
+    this.#onSettled = undefined;
+    onSettled?.(this, info);
+  }
+}
+
+/** A connection's queue settings and hooks: methods of one object, not closures per connection. */
+class QueueHooks implements IncomingQueueOptions {
+  readonly highWaterMark: number;
+  readonly lowWaterMark: number;
+  readonly maxQueuedBytes?: number;
+  readonly overflow?: OverflowPolicy;
+  readonly #ws: WebSocketConnection;
+  readonly #onError: ((error: unknown) => void) | undefined;
+
+  constructor(ws: WebSocketConnection, o: WebSocketConnectionOptions) {
+    this.#ws = ws;
+    this.highWaterMark = o.readHighWaterMark ?? 1 << 20;
+    this.lowWaterMark = Math.min(
+      o.readLowWaterMark ?? Math.floor(this.highWaterMark / 2),
+      this.highWaterMark,
+    );
+    this.maxQueuedBytes = o.maxQueuedBytes;
+    this.overflow = o.overflow;
+    this.#onError = o.onError;
+  }
+
+  onResume(): void {
+    // In a microtask, as a socket read would come: a consumer polling in a loop sees the queue
+    // drain, not refill under its feet.
+    queueMicrotask(() => offerKeptOf(this.#ws));
+  }
+
+  onOverflow(e: ReadOverflowError): void {
+    if (e.policy === "close") failOf(this.#ws, 1008, "unread messages exceeded maxQueuedBytes");
+    else this.#onError?.(e); // a drop is never silent
   }
 }
 

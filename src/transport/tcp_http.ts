@@ -6,7 +6,7 @@
  */
 
 import { HttpHeadReader, type RequestHead, type ResponseHead } from "../protocol/handshake.ts";
-import type { ByteStream } from "./tcp_stream.ts";
+import { type ByteStream, readOnce } from "./tcp_stream.ts";
 
 /**
  * Reads a request (`"request"`) or response (`"response"`) head. Resolves with the head and the
@@ -33,7 +33,7 @@ export async function readHead<K extends "request" | "response">(
 > {
   const reader = new HttpHeadReader(kind, maxBytes);
   while (true) {
-    const chunk = await stream.read();
+    const chunk = await readOnce(stream);
     if (chunk === null) return null;
     const head = reader.push(chunk);
     if (head) return { head, rest: reader.rest };
@@ -83,7 +83,7 @@ export async function answerHttp(
     body.set(rest.subarray(0, got));
     // Bounded: every turn reads at least one byte, or the stream ended.
     while (got < length) {
-      const chunk = await stream.read();
+      const chunk = await readOnce(stream);
       if (chunk === null) return status(400, "Bad Request");
       const n = Math.min(chunk.length, length - got);
       body.set(chunk.subarray(0, n), got);

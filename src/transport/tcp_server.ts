@@ -10,6 +10,11 @@
  * Defaults: compression off (as npm:ws's server), `maxPayload` 64 MiB, handshake timeout 10 s,
  * every origin accepted unless `checkOrigin` says otherwise, `hostname` 127.0.0.1.
  *
+ * Once a connection is open the server keeps nothing of its handshake (the request goes to
+ * `onConnection`, the 101's headers are made into a `Headers` only when asked for) and no timer
+ * (handshake deadlines are on the shared timer of `deadlines.ts`), so an idle connection costs
+ * little more than its socket.
+ *
  * @module
  */
 
@@ -26,6 +31,7 @@ import {
   rejectionResponse,
   type RequestHead,
 } from "../protocol/handshake.ts";
+import { Deadline } from "./deadlines.ts";
 import { WebSocketConnection, type WebSocketConnectionOptions } from "./tcp_connection.ts";
 import { answerHttp, readHead } from "./tcp_http.ts";
 import {
@@ -34,6 +40,7 @@ import {
   nodeSocketStream,
   type StreamAddr,
 } from "./tcp_stream.ts";
+import type { HandshakeInfo } from "./types.ts";
 
 /**
  * The upgrade request as the server saw it.
@@ -161,6 +168,29 @@ export interface WebSocketServer {
   readonly finished: Promise<void>;
 }
 
+/** What a server connection's handshake gave; the 101's headers become a `Headers` on demand. */
+class ServerHandshake implements HandshakeInfo {
+  readonly status = 101;
+  readonly protocol: string;
+  readonly extensions: string;
+  #raw: Record<string, string> | undefined;
+  #headers: Headers | undefined;
+
+  constructor(protocol: string, extensions: string, raw: Record<string, string>) {
+    this.protocol = protocol;
+    this.extensions = extensions;
+    this.#raw = raw;
+  }
+
+  get headers(): Headers {
+    if (this.#headers === undefined) {
+      this.#headers = new Headers(this.#raw);
+      this.#raw = undefined;
+    }
+    return this.#headers;
+  }
+}
+
 function deflateOf(c: boolean | DeflateOptions | undefined): DeflateOptions | null {
   return c === undefined || c === false ? null : c === true ? {} : c;
 }
@@ -182,13 +212,15 @@ async function upgrade(
   given: { head: RequestHead; rest: Uint8Array } | undefined,
   options: UpgradeOptions & { fetch?: ServeOptions["fetch"]; tls?: unknown },
   onError?: (e: unknown) => void,
+  onSettled?: (ws: WebSocketConnection) => void,
 ): Promise<{ ws: WebSocketConnection; request: UpgradeRequest } | null> {
   const timeoutMs = options.handshakeTimeoutMs ?? 10_000;
   let timedOut = false;
-  const timer = setTimeout(() => {
+  const deadline = new Deadline(() => {
     timedOut = true;
     stream.close();
-  }, timeoutMs);
+  });
+  deadline.set(performance.now() + timeoutMs);
   try {
     let got = given;
     if (!got) {
@@ -197,7 +229,7 @@ async function upgrade(
           undefined;
       } catch (e) {
         onError?.(e);
-        clearTimeout(timer);
+        deadline.cancel();
         if (e instanceof HandshakeError) await refuse(stream, rejectionResponse(e));
         else stream.close();
         return null;
@@ -210,7 +242,7 @@ async function upgrade(
     }
     const { head, rest } = got;
     if (options.fetch && !hasToken(head.headers.get("upgrade"), "websocket")) {
-      clearTimeout(timer);
+      deadline.cancel();
       let answer: Uint8Array;
       try {
         answer = await answerHttp(head, rest, stream, options.fetch, options.tls !== undefined);
@@ -235,7 +267,7 @@ async function upgrade(
         onError?.(e);
       }
       if (!ok) {
-        clearTimeout(timer);
+        deadline.cancel();
         onError?.(new HandshakeError("origin refused", { status: 403 }));
         await refuse(stream, buildHttpResponse(403, {}, "origin not allowed"));
         return null;
@@ -243,7 +275,7 @@ async function upgrade(
     }
     const refusal = options.admit?.(request);
     if (refusal) {
-      clearTimeout(timer);
+      deadline.cancel();
       onError?.(new HandshakeError(refusal.body ?? "refused", { status: refusal.status }));
       await refuse(stream, buildHttpResponse(refusal.status, refusal.headers ?? {}, refusal.body));
       return null;
@@ -264,12 +296,12 @@ async function upgrade(
       );
     } catch (e) {
       onError?.(e);
-      clearTimeout(timer);
+      deadline.cancel();
       await refuse(stream, buildHttpResponse(500, {}, "internal error"));
       return null;
     }
     if ("reject" in n) {
-      clearTimeout(timer);
+      deadline.cancel();
       onError?.(new HandshakeError(n.reject.body, { status: n.reject.status }));
       await refuse(stream, rejectionResponse(n.reject));
       return null;
@@ -281,7 +313,7 @@ async function upgrade(
       stream.close();
       return null;
     }
-    clearTimeout(timer);
+    deadline.cancel();
     if (timedOut) return null;
     const protocol = new ProtocolConnection({
       role: "server",
@@ -293,18 +325,14 @@ async function upgrade(
     });
     const ws = new WebSocketConnection(stream, protocol, {
       role: "server",
-      handshake: {
-        protocol: n.protocol,
-        extensions: n.extensions,
-        status: 101,
-        headers: new Headers(n.responseHeaders),
-      },
+      handshake: new ServerHandshake(n.protocol, n.extensions, n.responseHeaders),
       initial: rest,
       options,
+      onSettled,
     });
     return { ws, request };
   } finally {
-    clearTimeout(timer);
+    deadline.cancel();
   }
 }
 
@@ -339,6 +367,13 @@ export function serve(options: ServeOptions): WebSocketServer {
   const connections = new Set<WebSocketConnection>();
   const handshaking = new Set<ByteStream>();
   const tasks = new Set<Promise<void>>();
+  // Handlers still running: counted, not kept (one set entry and callback less per connection).
+  let running = 0;
+  let allReturned: (() => void) | undefined;
+  const returned = () => {
+    if (--running === 0) allReturned?.();
+  };
+  const settled = (ws: WebSocketConnection) => void connections.delete(ws);
   let closing = false;
   let finish!: () => void;
   const finished = new Promise<void>((r) => (finish = r));
@@ -353,25 +388,41 @@ export function serve(options: ServeOptions): WebSocketServer {
     handshaking.add(stream);
     let up;
     try {
-      up = await upgrade(stream, undefined, options, options.onError);
+      up = await upgrade(stream, undefined, options, options.onError, settled);
     } finally {
       handshaking.delete(stream);
     }
     if (!up) return;
-    const { ws, request } = up;
     if (closing) {
-      await ws.close(1001, "server shutting down");
+      await up.ws.close(1001, "server shutting down");
       return;
     }
+    run(up.ws, up.request);
+  };
+
+  const failed = (ws: WebSocketConnection, e: unknown) => {
+    options.onError?.(e);
+    void ws.close(1011, "handler error");
+  };
+
+  // Not async, so nothing of the handshake stays referenced while the connection is open.
+  const run = (ws: WebSocketConnection, request: UpgradeRequest): void => {
+    // Settling needs a socket op to complete, so it cannot have happened in the microtasks since
+    // the connection was made: `settled` will remove it.
     connections.add(ws);
+    let handler;
     try {
-      await options.onConnection(ws, request);
+      handler = options.onConnection(ws, request);
     } catch (e) {
-      options.onError?.(e);
-      void ws.close(1011, "handler error");
+      failed(ws, e);
+      return;
     }
-    await ws.socketClosed;
-    connections.delete(ws);
+    if (!(handler instanceof Promise)) return;
+    running++;
+    handler.then(returned, (e) => {
+      failed(ws, e);
+      returned();
+    });
   };
 
   const acceptLoop = (async () => {
@@ -407,6 +458,7 @@ export function serve(options: ServeOptions): WebSocketServer {
         for (const s of handshaking) s.close();
         await Promise.all([...connections].map((ws) => ws.close(code, reason)));
         while (tasks.size) await Promise.all([...tasks]);
+        if (running > 0) await new Promise<void>((resolve) => (allReturned = resolve));
         finish();
       })();
       return closePromise;

@@ -3,7 +3,7 @@
  * TCP/TLS connection (`Deno.Conn`) and over a `node:net` socket (what `node:http`'s `'upgrade'`
  * event hands out), so the WebSocket layer never knows which one it has.
  *
- * Reads are pulled (`read()`), so not calling `read()` is read back-pressure: the kernel buffer
+ * Reads are pulled (`read(done)`), so not calling `read` is read back-pressure: the kernel buffer
  * fills and TCP stalls the peer. Writes are whole (`write()` resolves once every byte was handed
  * to the kernel, or to Node's socket buffer below its high watermark).
  *
@@ -39,17 +39,21 @@ export interface StreamAddr {
  * const conn = await Deno.connect({ hostname: "127.0.0.1", port: 8080 });
  * const stream = denoConnStream(conn);
  * await stream.write(new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"));
- * console.log(await stream.read());
- * stream.close();
+ * stream.read((bytes) => {
+ *   console.log(bytes);
+ *   stream.close();
+ * });
  * ```
  */
 export interface ByteStream {
   /**
-   * Resolves with the next received bytes, or `null` at end of stream (EOF, reset, or after
-   * `close()`). Never rejects. One read at a time. The bytes are valid until the next `read()`:
-   * the stream may read into the same buffer again (copy what must outlive it).
+   * Reads once: calls `done` (never synchronously) with the next received bytes, or with `null`
+   * at end of stream (EOF, reset, or after `close()`). One read at a time. The bytes are valid
+   * until the next `read`: the stream may read into the same buffer again (copy what must
+   * outlive it). A callback rather than a promise: an idle connection always has a read pending,
+   * and this keeps it to the runtime's read and one reaction.
    */
-  read(): Promise<Uint8Array | null>;
+  read(done: (bytes: Uint8Array | null) => void): void;
   /**
    * The caller keeps views of what the last `read()` returned: the stream will not read into that
    * memory again (it takes a new buffer instead).
@@ -62,7 +66,7 @@ export interface ByteStream {
    * with them); false when the stream may still hold them (Node streams buffer the chunk).
    */
   readonly reusableAfterWrite: boolean;
-  /** Closes the socket at once (idempotent). A pending `read()` resolves with `null`. */
+  /** Closes the socket at once (idempotent). A pending `read` ends with `null`. */
   close(): void;
   /**
    * Half-closes (FIN) after what was written, discards what the peer still sends until it closes
@@ -78,8 +82,43 @@ export interface ByteStream {
   readonly remoteAddr?: StreamAddr;
 }
 
+/**
+ * One `read` of `stream` as a promise (for loops that await, like reading an HTTP head).
+ *
+ * @example
+ * ```ts
+ * import { denoConnStream, readOnce } from "./tcp_stream.ts";
+ * const stream = denoConnStream(await Deno.connect({ hostname: "127.0.0.1", port: 8080 }));
+ * console.log(await readOnce(stream));
+ * stream.close();
+ * ```
+ */
+export function readOnce(stream: ByteStream): Promise<Uint8Array | null> {
+  return new Promise((resolve) => stream.read(resolve));
+}
+
 /** The read buffer of a connection waiting for data: all an idle connection pins. */
 const IDLE_READ = 512;
+
+// Idle read buffers are slots cut from shared 64 KiB slabs: an idle connection has no ArrayBuffer
+// of its own, only a view. A slot goes back to the free list once its stream is closed and no
+// read into it is pending; a slab is freed once none of its slots is referenced.
+const SLOT_SLAB = 64 * 1024;
+const FREE_SLOTS_KEPT = 4096;
+const freeSlots: Uint8Array[] = [];
+let slotSlab = new Uint8Array(0);
+let slotOffset = 0;
+
+function takeSlot(): Uint8Array {
+  const free = freeSlots.pop();
+  if (free !== undefined) return free;
+  if (slotOffset + IDLE_READ > slotSlab.length) {
+    slotSlab = new Uint8Array(SLOT_SLAB);
+    slotOffset = 0;
+  }
+  slotOffset += IDLE_READ;
+  return slotSlab.subarray(slotOffset - IDLE_READ, slotOffset);
+}
 /** While data flows, reads go into a pooled buffer of this size, doubling while reads fill it. */
 const FLOW_READ = 64 * 1024;
 const MAX_READ = 256 * 1024;
@@ -90,10 +129,10 @@ function netAddr(addr: Deno.Addr): StreamAddr | undefined {
 
 /**
  * Wraps a Deno TCP or TLS connection. Sets `TCP_NODELAY` (Nagle off) where the connection
- * supports it. Reads go straight into a buffer the stream reuses (no copy): a 512-byte one of its
- * own while the socket is quiet, so an idle connection pins little memory, and once a read fills
- * it (data flows) a pooled one from 64 KiB, doubling while reads fill it (up to 256 KiB), given
- * back to the pool as soon as a read comes back short.
+ * supports it. Reads go straight into a buffer the stream reuses (no copy): a 512-byte slot of a
+ * shared slab while the socket is quiet, so an idle connection pins little memory, and once a
+ * read fills it (data flows) a pooled buffer from 64 KiB, doubling while reads fill it (up to
+ * 256 KiB), given back to the pool as soon as a read comes back short.
  *
  * @example
  * ```ts
@@ -114,11 +153,16 @@ class DenoConnStream implements ByteStream {
   // A pooled buffer the last read returned a view of: back to the pool at the next read.
   #spent: Uint8Array | undefined;
   #flowing = false;
-  // The buffer the last read went into.
+  #flowSize = FLOW_READ;
+  // The buffer the last read went into, and whether that read is still pending (then `#done`).
   #last: Uint8Array | undefined;
+  #reading = false;
+  #done: ((bytes: Uint8Array | null) => void) | undefined;
+  // Made here, not in read(): a closure made there would keep that call's `done` alive.
+  readonly #afterReadFn = (n: number | null) => this.#afterRead(n);
+  // A failed read (reset, or closed under us) ends the stream.
+  readonly #failedFn = () => this.#afterRead(null);
   #closed = false;
-  readonly localAddr?: StreamAddr;
-  readonly remoteAddr?: StreamAddr;
 
   constructor(conn: Deno.Conn) {
     this.#conn = conn;
@@ -128,43 +172,63 @@ class DenoConnStream implements ByteStream {
         nd.call(conn, true);
       } catch { /* not a TCP socket underneath */ }
     }
-    this.localAddr = netAddr(conn.localAddr);
-    this.remoteAddr = netAddr(conn.remoteAddr);
+  }
+
+  get localAddr(): StreamAddr | undefined {
+    return netAddr(this.#conn.localAddr);
+  }
+
+  get remoteAddr(): StreamAddr | undefined {
+    return netAddr(this.#conn.remoteAddr);
   }
 
   get isClosed(): boolean {
     return this.#closed;
   }
 
-  async read(): Promise<Uint8Array | null> {
+  read(done: (bytes: Uint8Array | null) => void): void {
     if (this.#spent !== undefined) {
       recycleBuffer(this.#spent); // the caller is done with the last read
       this.#spent = undefined;
     }
-    if (this.#closed) return null;
-    let buf: Uint8Array;
-    if (this.#flowing) {
-      buf = this.#flowBuf ??= takeBuffer(FLOW_READ);
-    } else {
-      buf = this.#idleBuf ??= new Uint8Array(IDLE_READ);
+    if (this.#closed) {
+      queueMicrotask(() => done(null));
+      return;
     }
-    let n: number | null;
-    try {
-      n = await this.#conn.read(buf);
-    } catch {
-      n = null; // reset, or closed under us: both end the stream
-    }
-    if (n === null) return null;
-    this.#flowing = n === buf.length;
-    if (this.#flowing && buf === this.#flowBuf && buf.length < MAX_READ) {
-      this.#spent = buf; // grow: the next read goes into a buffer twice this size
-      this.#flowBuf = takeBuffer(buf.length * 2);
-    } else if (!this.#flowing && buf === this.#flowBuf) {
-      this.#spent = buf;
-      this.#flowBuf = undefined;
-    }
+    const buf = this.#flowing
+      ? this.#flowBuf ??= takeBuffer(this.#flowSize)
+      : this.#idleBuf ??= takeSlot();
     this.#last = buf;
-    return buf.subarray(0, n);
+    this.#reading = true;
+    this.#done = done;
+    void this.#conn.read(buf).then(this.#afterReadFn, this.#failedFn);
+  }
+
+  #afterRead(n: number | null): void {
+    this.#reading = false;
+    const done = this.#done!;
+    this.#done = undefined;
+    if (this.#closed) {
+      this.#freeSlot();
+      return done(null);
+    }
+    if (n === null) return done(null);
+    const buf = this.#last!;
+    this.#flowing = n === buf.length;
+    if (buf === this.#flowBuf) {
+      if (this.#flowing && buf.length < MAX_READ) {
+        this.#spent = buf; // grow: the next read goes into a buffer twice this size
+        this.#flowBuf = undefined;
+        this.#flowSize = buf.length * 2;
+      } else if (!this.#flowing) {
+        // Drained: back to the pool (a quiet socket waits on its slot), but the size is kept for
+        // the next burst, and halved when reads are much smaller than the buffer.
+        this.#spent = buf;
+        this.#flowBuf = undefined;
+        if (n < buf.length >> 2) this.#flowSize = Math.max(FLOW_READ, buf.length >> 1);
+      }
+    }
+    done(buf.subarray(0, n));
   }
 
   retain(): void {
@@ -188,6 +252,13 @@ class DenoConnStream implements ByteStream {
     try {
       this.#conn.close();
     } catch { /* already closed */ }
+    if (!this.#reading) this.#freeSlot(); // else once that read settled
+  }
+
+  #freeSlot(): void {
+    const slot = this.#idleBuf;
+    this.#idleBuf = undefined;
+    if (slot !== undefined && freeSlots.length < FREE_SLOTS_KEPT) freeSlots.push(slot);
   }
 
   async lingerClose(timeoutMs: number): Promise<void> {
@@ -195,7 +266,7 @@ class DenoConnStream implements ByteStream {
     const timer = setTimeout(() => this.close(), timeoutMs);
     try {
       await this.#conn.closeWrite();
-      while ((await this.read()) !== null) { /* discard */ }
+      while ((await readOnce(this)) !== null) { /* discard */ }
     } catch {
       /* reset: nothing to wait for */
     } finally {
@@ -284,19 +355,19 @@ class NodeSocketStream implements ByteStream {
     // Every chunk is a fresh buffer from the socket: nothing is reused.
   }
 
-  async read(): Promise<Uint8Array | null> {
-    while (true) {
-      if (this.#chunks.length) {
-        const c = this.#chunks.shift()!;
-        this.#buffered -= c.length;
-        if (this.#paused && this.#buffered <= 16 * 1024 && !this.#closed) {
-          this.#paused = false;
-          this.#socket.resume();
-        }
-        return c;
+  read(done: (bytes: Uint8Array | null) => void): void {
+    if (this.#chunks.length) {
+      const c = this.#chunks.shift()!;
+      this.#buffered -= c.length;
+      if (this.#paused && this.#buffered <= 16 * 1024 && !this.#closed) {
+        this.#paused = false;
+        this.#socket.resume();
       }
-      if (this.#ended || this.#closed) return null;
-      await new Promise<void>((resolve) => (this.#wake = resolve));
+      queueMicrotask(() => done(c));
+    } else if (this.#ended || this.#closed) {
+      queueMicrotask(() => done(null));
+    } else {
+      this.#wake = () => this.read(done);
     }
   }
 
@@ -339,7 +410,7 @@ class NodeSocketStream implements ByteStream {
     const timer = setTimeout(() => this.close(), timeoutMs);
     try {
       this.#socket.end();
-      while ((await this.read()) !== null) { /* discard */ }
+      while ((await readOnce(this)) !== null) { /* discard */ }
     } finally {
       clearTimeout(timer);
       this.close();

@@ -3,7 +3,15 @@ import { ProtocolConnection, type ProtocolOptions } from "../../src/protocol/con
 import { DEFAULT_DEFLATE_PARAMS } from "../../src/protocol/deflate.ts";
 import { InvalidStateError, ProtocolError } from "../../src/protocol/errors.ts";
 import { type Frame, FrameParser, Opcode } from "../../src/protocol/frames.ts";
-import { concat, drain, enc, outgoingFrames, rawFrame, summarize } from "./helpers.ts";
+import {
+  concat,
+  drain,
+  enc,
+  outgoingFrames,
+  rawFrame,
+  sentCloseCode,
+  summarize,
+} from "./helpers.ts";
 
 /** Parses everything a connection queued into frames (with flags), as its peer would. */
 function wireFrames(chunks: Uint8Array[]): Frame[] {
@@ -362,4 +370,127 @@ Deno.test("receiveRaw: invalid UTF-8 fails with 1007 (whole, fragment, inflated)
     throw new Error("sink broke");
   });
   assert.deepEqual(drain(throwing).map(summarize), ["error:1011"]);
+});
+
+Deno.test("small frames of interleaved connections share batch buffers, runs stay separate", () => {
+  const a = new ProtocolConnection({ role: "server" });
+  const b = new ProtocolConnection({ role: "client" });
+  for (let i = 0; i < 3000; i++) {
+    a.sendBinary(new Uint8Array(7).fill(i & 0xff));
+    if (i % 3 === 0) b.sendText(`b${i}`);
+  }
+  const fa = a.takeOutgoing();
+  const snapshot = fa.map((x) => x.slice());
+  const fb = b.takeOutgoing();
+  for (let i = 0; i < 1000; i++) a.sendText("more"); // later frames never rewrite taken ones
+  assert.deepEqual(fa, snapshot);
+  const framesA = wireFrames(fa);
+  assert.equal(framesA.length, 3000);
+  assert.ok(framesA.every((f, i) => f.payload.length === 7 && f.payload[0] === (i & 0xff)));
+  const framesB = wireFrames(fb);
+  assert.equal(framesB.length, 1000);
+  assert.ok(framesB.every((f, i) => f.masked && dec(f.payload) === `b${i * 3}`));
+  assert.equal(wireFrames(a.takeOutgoing()).length, 1000);
+});
+
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+
+Deno.test("close state: initiator and outcome for a clean close, either side first", () => {
+  const { client, server } = pair();
+  assert.equal(client.closeOutcome, undefined, "no outcome before TCP closed");
+  client.close(4000, "bye");
+  assert.equal(client.closeInitiator, "local");
+  pipe(client, server);
+  assert.equal(server.closeInitiator, "remote");
+  pipe(server, client);
+  server.receiveEof();
+  client.receiveEof();
+  assert.deepEqual(client.closeOutcome, {
+    code: 4000,
+    reason: "",
+    wasClean: true,
+    initiator: "local",
+  });
+  assert.deepEqual(server.closeOutcome, {
+    code: 4000,
+    reason: "bye",
+    wasClean: true,
+    initiator: "remote",
+  });
+});
+
+Deno.test("close state: drops, aborts, failures and resent close frames", () => {
+  const dropped = new ProtocolConnection({ role: "client" });
+  dropped.receiveEof();
+  assert.deepEqual(dropped.closeOutcome, {
+    code: 1006,
+    reason: "",
+    wasClean: false,
+    initiator: "drop",
+  });
+  // We closed, the peer never answered: our close frame goes out again, then we give up.
+  const waiting = new ProtocolConnection({ role: "server" });
+  waiting.close(4001, "hello?");
+  waiting.takeOutgoing();
+  waiting.resendClose();
+  const again = outgoingFrames(waiting);
+  assert.equal(again.length, 1);
+  assert.equal(sentCloseCode(again), 4001);
+  waiting.abort("close handshake timed out");
+  assert.deepEqual(waiting.closeOutcome, {
+    code: 1006,
+    reason: "close handshake timed out",
+    wasClean: false,
+    initiator: "local",
+  });
+  waiting.abort("twice"); // ended: nothing changes
+  assert.equal(waiting.closeOutcome?.reason, "close handshake timed out");
+  // A failure of our own: close frame queued, error event, outcome with its code.
+  const failing = new ProtocolConnection({ role: "server" });
+  failing.fail(1008, "unread messages exceeded maxQueuedBytes");
+  assert.deepEqual(drain(failing).map(summarize), ["error:1008"]);
+  assert.equal(sentCloseCode(outgoingFrames(failing)), 1008);
+  failing.resendClose();
+  failing.receiveEof();
+  assert.deepEqual(failing.closeOutcome, {
+    code: 1008,
+    reason: "unread messages exceeded maxQueuedBytes",
+    wasClean: false,
+    initiator: "local",
+  });
+  // A dead peer: dropped by us, blamed on the drop.
+  const dead = new ProtocolConnection({ role: "client" });
+  dead.abort("keep-alive pong timeout", "drop");
+  assert.equal(dead.closeOutcome?.initiator, "drop");
+  assert.equal(dead.state, "closed");
+});
+
+Deno.test("sendMessageInto: frames into the caller's buffers, in order with queued frames", () => {
+  for (const deflate of [undefined, DEFAULT_DEFLATE_PARAMS]) {
+    const { client, server } = pair({ deflate, deflateOptions: { threshold: 100 } });
+    const sizes: number[] = [];
+    const take = (size: number) => {
+      sizes.push(size);
+      return new Uint8Array(size + 16).fill(0xee); // bigger than asked, dirty
+    };
+    const texts = ["", "short", "é€😀 ".repeat(40), "x".repeat(70_000)];
+    const frames: Uint8Array[] = [];
+    for (const t of texts) {
+      client.ping(enc.encode("p"));
+      frames.push(...client.takeOutgoing(), client.sendMessageInto(t, take));
+    }
+    frames.push(client.sendMessageInto(new Uint8Array(3000).fill(7), take));
+    for (const f of frames) server.receive(f.slice());
+    const got = drain(server).filter((e) => e.type !== "ping");
+    assert.deepEqual(got, [
+      ...texts.map((data) => ({ type: "text", data })),
+      { type: "binary", data: new Uint8Array(3000).fill(7) },
+    ]);
+    assert.equal(sizes.length, 5);
+    client.sendFrame(Opcode.Binary, enc.encode("a"), false);
+    assert.throws(() => client.sendMessageInto("b", take), TypeError);
+    client.sendFrame(Opcode.Continuation, enc.encode("c"), true);
+    client.close();
+    assert.throws(() => client.sendMessageInto("late", take), InvalidStateError);
+  }
 });

@@ -3,6 +3,7 @@ import { encodeFrame, FrameParser, Opcode } from "../../src/protocol/frames.ts";
 import { connect } from "../../src/transport/tcp_client.ts";
 import type { WebSocketConnection } from "../../src/transport/tcp_connection.ts";
 import { serve, type ServeOptions } from "../../src/transport/tcp_server.ts";
+import { Deadline } from "../../src/transport/deadlines.ts";
 import { closeOf, fakeServer, readFrames, SANITIZE, until } from "./tcp_helpers.ts";
 
 /** Our server handing each connection to `onConn`; resolves the first connection. */
@@ -385,5 +386,25 @@ Deno.test({
     }
     await ws.close();
     await s.close();
+  },
+});
+
+Deno.test({
+  name: "tcp: keep-alive and close timers of many connections share one timer, none left after",
+  ...SANITIZE,
+  async fn() {
+    const N = 20;
+    const { s, url } = server(echo, { pingIntervalMs: 60_000 });
+    const before = Deadline.pending;
+    const clients: WebSocketConnection[] = [];
+    for (let i = 0; i < N; i++) clients.push(await connect(url, { pingIntervalMs: 60_000 }));
+    assert.ok(await until(() => s.connections.size === N));
+    // One deadline per connection (its next ping), on the one shared timer; no timer each.
+    assert.equal(Deadline.pending - before, 2 * N);
+    const pongs = await Promise.all(clients.map((ws) => ws.ping(5000)));
+    assert.ok(pongs.every((rtt) => rtt >= 0));
+    await Promise.all(clients.map((ws) => ws.close()));
+    await s.close();
+    assert.equal(Deadline.pending, before, "every deadline was cancelled");
   },
 });

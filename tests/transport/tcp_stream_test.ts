@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { denoConnStream } from "../../src/transport/tcp_stream.ts";
+import { denoConnStream, readOnce } from "../../src/transport/tcp_stream.ts";
 import { SANITIZE } from "./tcp_helpers.ts";
 
 Deno.test({
@@ -22,7 +22,7 @@ Deno.test({
     const sizes: number[] = [];
     let at = 0;
     while (at < data.length) {
-      const chunk = await stream.read();
+      const chunk = await readOnce(stream);
       assert.ok(chunk);
       sizes.push(chunk.length);
       assert.deepEqual(chunk, data.subarray(at, at + chunk.length), `bytes at ${at}`);
@@ -34,9 +34,9 @@ Deno.test({
     assert.ok(Math.max(...sizes) > 512, "reads grew while data flowed");
     // Quiet again: one small message, read whole.
     await peer.write(new Uint8Array([1, 2, 3]));
-    assert.deepEqual(await stream.read(), new Uint8Array([1, 2, 3]));
+    assert.deepEqual(await readOnce(stream), new Uint8Array([1, 2, 3]));
     peer.close();
-    assert.equal(await stream.read(), null);
+    assert.equal(await readOnce(stream), null);
     stream.close();
   },
 });
