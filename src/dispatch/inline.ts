@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ConnectionClosedError, type WireMessage } from "../transport/types.ts";
+import { ConnectionClosedError, type OutgoingData, type WireMessage } from "../transport/types.ts";
 import { type Deferred, deferred, within } from "../util/async.ts";
 import { Turns } from "../util/turn.ts";
 import { Lease } from "./lease.ts";
@@ -69,13 +69,22 @@ class InlineConnection implements DispatchConnection {
   discard = false;
   dropped = 0;
   /** Leases taken outside a handler: they end with the connection. */
-  leases = new Set<Lease>();
-  // deno-lint-ignore no-explicit-any
-  ctx: any;
+  leases?: Set<Lease>;
+  /** What the handlers get, built on first use: an idle connection needs none. */
+  #ctx: unknown;
+  readonly #base: InlineContext;
   // deno-lint-ignore no-explicit-any
   constructor(d: InlineDispatcher<any>, host: ConnectionHost) {
     this.#d = d;
     this.host = host;
+    this.#base = new InlineContext(d, this);
+  }
+  get base(): InlineContext {
+    return this.#base;
+  }
+  // deno-lint-ignore no-explicit-any
+  get ctx(): any {
+    return this.#ctx ??= this.#d.shape(this.#base);
   }
   get id(): string {
     return this.host.id;
@@ -91,6 +100,33 @@ class InlineConnection implements DispatchConnection {
   }
   end(options: EndOptions = {}): void {
     this.#d.endConnection(this, options);
+  }
+}
+
+/** The base context of a connection's handlers on the main thread: methods, no closures. */
+class InlineContext implements HandlerContext {
+  readonly workerId = "main";
+  trace?: TraceCarrier = undefined;
+  // deno-lint-ignore no-explicit-any
+  readonly #d: InlineDispatcher<any>;
+  readonly #conn: InlineConnection;
+  // deno-lint-ignore no-explicit-any
+  constructor(d: InlineDispatcher<any>, conn: InlineConnection) {
+    this.#d = d;
+    this.#conn = conn;
+  }
+  get connectionId(): string {
+    return this.#conn.host.id;
+  }
+  send(data: OutgoingData): Promise<void> {
+    return this.#conn.host.send(data);
+  }
+  pause(signal?: AbortSignal): Promise<PauseLease> {
+    return this.#d.pauseFor(this.#conn, signal, true);
+  }
+  call(op: string, ...args: unknown[]): Promise<unknown> {
+    const host = this.#conn.host;
+    return Promise.resolve().then(() => host.call(op, args));
   }
 }
 
@@ -155,16 +191,13 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
   /** A connection opens; its `onConnect` runs before its messages. */
   open(host: ConnectionHost, info?: unknown): DispatchConnection {
     const conn = new InlineConnection(this, host);
-    const base: HandlerContext = {
-      connectionId: host.id,
-      workerId: "main",
-      send: (data) => host.send(data),
-      pause: (signal) => this.pauseFor(conn, signal, true),
-      call: (op, ...args) => Promise.resolve().then(() => host.call(op, args)),
-    };
-    conn.ctx = this.#context ? this.#context(base) : base;
     if (this.#handlers.onConnect) this.#enqueue({ kind: OPEN, conn, info });
     return conn;
+  }
+
+  /** The context handlers get, from a connection's base one. */
+  shape(base: HandlerContext): C {
+    return this.#context ? this.#context(base) : base as C;
   }
 
   /** Queues a message of `conn`; false when full. */
@@ -189,10 +222,12 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
     if (conn.ended) return;
     conn.ended = true;
     conn.discard = options.discard ?? false;
-    for (const lease of conn.leases) {
-      lease.revoke(new ConnectionClosedError("the connection ended"));
+    if (conn.leases) {
+      for (const lease of conn.leases) {
+        lease.revoke(new ConnectionClosedError("the connection ended"));
+      }
+      conn.leases = undefined;
     }
-    conn.leases.clear();
     this.#enqueue({ kind: CLOSE, conn, info: options.info });
   }
 
@@ -232,13 +267,13 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
       changed: (s) => within(this.#changes(), { signal: s }),
       send: (data) => conn.host.send(data),
       release: () => {
-        conn.leases.delete(lease);
+        conn.leases?.delete(lease);
         this.#release();
         this.#notify();
       },
     });
     if (run) run.leases.push(lease);
-    else conn.leases.add(lease);
+    else (conn.leases ??= new Set()).add(lease);
     return lease;
   }
 
@@ -380,7 +415,7 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
     try {
       let result: unknown;
       if (entry.kind === MESSAGE) {
-        const base = conn.ctx as { trace?: TraceCarrier };
+        const base = conn.base;
         const tel = this.#telemetry;
         result = entry.trace && tel
           ? processMessage(tel, entry.trace, { [ATTR.CLIENT_ID]: conn.id }, (span) => {

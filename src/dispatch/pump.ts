@@ -86,18 +86,117 @@ export function pump(
   target: DispatchConnection,
   options: PumpOptions = {},
 ): Pump {
-  const { offer, observe, stallMs, onUndelivered } = options;
-  const tel = observe?.telemetry;
-  const counts = tel?.counts;
-  const spanName = observe ? `receive ${observe.destination}` : "";
+  return new Pumping(source, target, options);
+}
+
+// One object with methods, not a bundle of closures: a server runs one pump per connection.
+// It is the connection's sink on the raw path.
+class Pumping implements Pump, MessageSink {
+  readonly #source: PumpSource;
+  readonly #target: DispatchConnection;
+  readonly #o: PumpOptions;
+  readonly #deliver?: (text: boolean, payload: Uint8Array, trace?: TraceCarrier) => boolean;
+  readonly #done = deferred<CloseInfo | undefined>();
+  #stopped = false;
+  /** Raw path: > 0 once the dispatcher stalled past a closed socket (count, drop). */
+  #discarding = 0;
+  /** Poll path: a message taken from the connection, not yet by the dispatcher. */
+  #held: WireMessage | undefined;
+  #blocked = false;
+  #draining = false;
+  #ended = false;
+  #peer: CloseInfo | undefined;
+
+  constructor(source: PumpSource, target: DispatchConnection, options: PumpOptions) {
+    this.#source = source;
+    this.#target = target;
+    this.#o = options;
+    const deliver = target.deliver;
+    if (source.setSink && deliver) {
+      this.#deliver = deliver;
+      // On the raw path `closed` settles only once every message was delivered (or dropped).
+      source.closed.then((info) => {
+        if (this.#discarding > 1) options.onUndelivered?.(this.#discarding - 1);
+        this.#finish(info);
+      });
+      source.setSink(this);
+      return;
+    }
+    source.onReadable(() => {
+      if (!this.#ended) this.#drain();
+    });
+    // `closed` settles once the queue is empty; a message held for the dispatcher still goes first.
+    source.closed.then((info) => {
+      this.#peer = info;
+      this.#drain();
+    });
+    this.#drain();
+  }
+
+  get done(): Promise<CloseInfo | undefined> {
+    return this.#done.promise;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#finish(undefined);
+  }
+
+  /** Done: `done` settles and the connection no longer calls in. */
+  #finish(info: CloseInfo | undefined, error?: unknown): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    // Detached after this turn: this may run inside the connection's own delivery.
+    const source = this.#source;
+    if (this.#deliver) queueMicrotask(() => source.setSink!(undefined));
+    else queueMicrotask(() => source.onReadable(undefined));
+    if (error === undefined) this.#done.resolve(info);
+    else this.#done.reject(error);
+  }
+
+  /** The raw path's sink: a payload view from the parser, valid for this call only. */
+  deliver(text: boolean, payload: Uint8Array): boolean {
+    if (this.#stopped) return false; // kept by the connection
+    if (this.#discarding > 0) {
+      this.#discarding++;
+      return true;
+    }
+    const deliver = this.#deliver!;
+    const take = this.#o.offer?.();
+    if (!take) {
+      const tel = this.#o.observe?.telemetry;
+      if (!tel) return deliver(text, payload);
+      // counted once taken (a refused message is offered again later)
+      const ok = tel.sampleMessage()
+        ? this.#traced(payload.length, text, (c) => deliver(text, payload, c))
+        : deliver(text, payload);
+      if (ok) {
+        tel.counts.messagesIn++;
+        tel.counts.bytesIn += payload.length;
+      }
+      return ok;
+    }
+    const message: WireMessage = text
+      ? { type: "text", data: utf8.decode(payload) }
+      : { type: "binary", data: payload.slice() };
+    return take(message) || this.#target.push(message);
+  }
+
+  writable(): Promise<void> {
+    return this.#whenWritable().then((stalled) => {
+      if (stalled) this.#discarding = 1;
+    });
+  }
+
   /** A traced message: its receive span is started, the handler gets its context. */
-  const traced = (size: number, text: boolean, hand: (carrier?: TraceCarrier) => boolean) => {
-    const span = tel!.start(spanName, SpanKind.CLIENT, {
+  #traced(size: number, text: boolean, hand: (carrier?: TraceCarrier) => boolean): boolean {
+    const observe = this.#o.observe!;
+    const span = observe.telemetry.start(`receive ${observe.destination}`, SpanKind.CLIENT, {
       [ATTR.SYSTEM]: "websocket",
       [ATTR.OPERATION_NAME]: "receive",
       [ATTR.OPERATION_TYPE]: "receive",
-      [ATTR.DESTINATION]: observe!.destination,
-      [ATTR.CLIENT_ID]: observe!.clientId,
+      [ATTR.DESTINATION]: observe.destination,
+      [ATTR.CLIENT_ID]: observe.clientId,
       [ATTR.BODY_SIZE]: size,
       [ATTR.MESSAGE_TYPE]: text ? "text" : "binary",
     });
@@ -108,16 +207,12 @@ export function pump(
     } finally {
       span?.end();
     }
-  };
-  const done = deferred<CloseInfo | undefined>();
-  let stopped = false;
-  const stop = () => {
-    stopped = true;
-    done.resolve(undefined);
-  };
+  }
+
   /** Resolves true when the dispatcher stalled past a closed socket (see `stallMs`). */
-  const whenWritable = async (): Promise<boolean> => {
-    const ready = target.writable();
+  async #whenWritable(): Promise<boolean> {
+    const ready = this.#target.writable();
+    const stallMs = this.#o.stallMs;
     if (!stallMs) {
       await ready;
       return false;
@@ -129,118 +224,63 @@ export function pump(
         await within(ready, { timeoutMs: stallMs });
         return false;
       } catch (error) {
-        if (!(error instanceof TimeoutError) || stopped) return false;
-        if (source.isClosed) return true;
+        if (!(error instanceof TimeoutError) || this.#stopped) return false;
+        if (this.#source.isClosed) return true;
       }
     }
-  };
-  const deliver = target.deliver;
-  if (source.setSink && deliver) {
-    let discarding = 0; // > 0 once the dispatcher stalled past a closed socket: count, drop
-    // On the raw path `closed` settles only once every message was delivered (or dropped).
-    source.closed.then((info) => {
-      if (discarding > 1) onUndelivered?.(discarding - 1);
-      done.resolve(info);
-    });
-    source.setSink({
-      deliver: (text, payload) => {
-        if (stopped) return false; // kept by the connection
-        if (discarding > 0) {
-          discarding++;
-          return true;
-        }
-        const take = offer?.();
-        if (!take) {
-          if (!counts) return deliver(text, payload);
-          // counted once taken (a refused message is offered again later)
-          const ok = tel!.sampleMessage()
-            ? traced(payload.length, text, (c) => deliver(text, payload, c))
-            : deliver(text, payload);
-          if (ok) {
-            counts.messagesIn++;
-            counts.bytesIn += payload.length;
-          }
-          return ok;
-        }
-        const message: WireMessage = text
-          ? { type: "text", data: utf8.decode(payload) }
-          : { type: "binary", data: payload.slice() };
-        return take(message) || target.push(message);
-      },
-      writable: () =>
-        whenWritable().then((stalled) => {
-          if (stalled) discarding = 1;
-        }),
-    });
-    void done.promise.then(() => source.setSink!(undefined));
-    return { done: done.promise, stop };
   }
-  let held: WireMessage | undefined; // taken from the connection, not yet by the dispatcher
-  let blocked = false;
-  let draining = false;
-  let ended = false;
-  let peer: CloseInfo | undefined;
+
   // Runs synchronously from the connection's queue (one call per arriving message, or per batch)
   // and from the dispatcher when it has room again: no promise per message.
-  const drain = (): void => {
-    if (stopped || draining || blocked) return;
-    draining = true;
+  #drain(): void {
+    if (this.#stopped || this.#draining || this.#blocked) return;
+    this.#draining = true;
+    const source = this.#source;
+    const target = this.#target;
+    const { offer, observe } = this.#o;
+    const tel = observe?.telemetry;
     try {
       // Bounded: every turn takes a queued message; it stops when the queue is empty, the
       // dispatcher is full, or the pump was stopped (a handler may stop it synchronously).
-      while (!stopped) {
-        const retry = held !== undefined; // refused before: not counted or traced again
-        const message = held ?? source.poll();
-        held = undefined;
+      while (!this.#stopped) {
+        const retry = this.#held !== undefined; // refused before: not counted or traced again
+        const message = this.#held ?? source.poll();
+        this.#held = undefined;
         if (message === undefined) {
-          if (peer) done.resolve(peer); // closed, and the held message went in first
+          if (this.#peer) this.#finish(this.#peer); // closed; the held message went first
           return;
         }
         if (offer?.()?.(message)) continue;
         let accepted: boolean;
-        if (counts && !retry) {
+        if (tel && !retry) {
           const size = message.type === "text" ? message.data.length : message.data.byteLength;
-          counts.messagesIn++;
-          counts.bytesIn += size;
-          accepted = tel!.sampleMessage()
-            ? traced(size, message.type === "text", (c) => target.push(message, c))
+          tel.counts.messagesIn++;
+          tel.counts.bytesIn += size;
+          accepted = tel.sampleMessage()
+            ? this.#traced(size, message.type === "text", (c) => target.push(message, c))
             : target.push(message);
         } else accepted = target.push(message);
         if (!accepted) {
-          held = message;
-          blocked = true;
-          whenWritable().then((stalled) => {
-            blocked = false;
+          this.#held = message;
+          this.#blocked = true;
+          this.#whenWritable().then((stalled) => {
+            this.#blocked = false;
             if (stalled) {
               // The socket is gone and the dispatcher took nothing: drop the rest (reported).
               let n = 1;
               while (source.poll() !== undefined) n++;
-              held = undefined;
-              onUndelivered?.(n);
+              this.#held = undefined;
+              this.#o.onUndelivered?.(n);
             }
-            drain();
-          }, stop);
+            this.#drain();
+          }, () => this.stop());
           return;
         }
       }
     } catch (error) {
-      done.reject(error); // a bug; it must not escape into the connection's event handler
+      this.#finish(undefined, error); // a bug: it must not escape into the connection's handler
     } finally {
-      draining = false;
+      this.#draining = false;
     }
-  };
-  void done.promise.then(() => {
-    ended = true;
-    source.onReadable(undefined);
-  }, () => source.onReadable(undefined));
-  source.onReadable(() => {
-    if (!ended) drain();
-  });
-  // `closed` settles once the queue is empty; a message held for the dispatcher still goes first.
-  source.closed.then((info) => {
-    peer = info;
-    drain();
-  });
-  drain();
-  return { done: done.promise, stop };
+  }
 }

@@ -227,25 +227,86 @@ export interface ServerHandlers {
  * ```
  */
 export function context(base: HandlerContext): ServerContext {
-  const call = base.call;
-  const server: ServerHandle = {
-    send: (id, data) => call("send", id, data) as Promise<void>,
-    broadcast: (data, o) => call("broadcast", data, o?.except) as Promise<number>,
-    publish: (topic, data, o) => call("publish", topic, data, o?.except) as Promise<number>,
-    subscribe: (id, topic, o) =>
-      call("subscribe", id, topic, o?.since ?? null) as Promise<RecoveryResult | undefined>,
-    unsubscribe: (id, topic) => call("unsubscribe", id, topic) as Promise<void>,
-    close: (id, code, reason) => call("close", id, code, reason) as Promise<void>,
-    terminate: (id) => call("terminate", id) as Promise<void>,
-    inspect: (id) => call("inspect", id) as Promise<ConnectionInfo>,
-    count: () => call("count") as Promise<number>,
-  };
-  const id = base.connectionId;
-  return Object.assign(base, {
-    id,
-    server,
-    subscribe: (topic: string, o?: { since?: StreamPosition }) => server.subscribe(id, topic, o),
-    unsubscribe: (topic: string) => server.unsubscribe(id, topic),
-    close: (code?: number, reason?: string) => server.close(id, code, reason),
-  });
+  return new Context(base);
+}
+
+// Classes, not object literals of closures: a server holds one context per connection.
+
+class Handle implements ServerHandle {
+  readonly #base: HandlerContext;
+  constructor(base: HandlerContext) {
+    this.#base = base;
+  }
+  send(id: string, data: OutgoingData): Promise<void> {
+    return this.#base.call("send", id, data) as Promise<void>;
+  }
+  broadcast(data: OutgoingData, o?: { except?: string | readonly string[] }): Promise<number> {
+    return this.#base.call("broadcast", data, o?.except) as Promise<number>;
+  }
+  publish(
+    topic: string,
+    data: OutgoingData,
+    o?: { except?: string | readonly string[] },
+  ): Promise<number> {
+    return this.#base.call("publish", topic, data, o?.except) as Promise<number>;
+  }
+  subscribe(
+    id: string,
+    topic: string,
+    o?: { since?: StreamPosition },
+  ): Promise<RecoveryResult | undefined> {
+    return this.#base.call("subscribe", id, topic, o?.since ?? null) as Promise<
+      RecoveryResult | undefined
+    >;
+  }
+  unsubscribe(id: string, topic: string): Promise<void> {
+    return this.#base.call("unsubscribe", id, topic) as Promise<void>;
+  }
+  close(id: string, code?: number, reason?: string): Promise<void> {
+    return this.#base.call("close", id, code, reason) as Promise<void>;
+  }
+  terminate(id: string): Promise<void> {
+    return this.#base.call("terminate", id) as Promise<void>;
+  }
+  inspect(id: string): Promise<ConnectionInfo> {
+    return this.#base.call("inspect", id) as Promise<ConnectionInfo>;
+  }
+  count(): Promise<number> {
+    return this.#base.call("count") as Promise<number>;
+  }
+}
+
+class Context implements ServerContext {
+  readonly #base: HandlerContext;
+  #server?: Handle;
+  constructor(base: HandlerContext) {
+    this.#base = base;
+  }
+  get id(): string {
+    return this.#base.connectionId;
+  }
+  get workerId(): string {
+    return this.#base.workerId;
+  }
+  get trace(): TraceCarrier | undefined {
+    return this.#base.trace;
+  }
+  get server(): ServerHandle {
+    return this.#server ??= new Handle(this.#base);
+  }
+  send(data: OutgoingData): Promise<void> {
+    return this.#base.send(data);
+  }
+  pause(signal?: AbortSignal): Promise<PauseLease> {
+    return this.#base.pause(signal);
+  }
+  subscribe(topic: string, o?: { since?: StreamPosition }): Promise<RecoveryResult | undefined> {
+    return this.server.subscribe(this.id, topic, o);
+  }
+  unsubscribe(topic: string): Promise<void> {
+    return this.server.unsubscribe(this.id, topic);
+  }
+  close(code?: number, reason?: string): Promise<void> {
+    return this.server.close(this.id, code, reason);
+  }
 }

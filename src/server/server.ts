@@ -15,7 +15,7 @@ import type { Duplex } from "node:stream";
 import { InlineDispatcher } from "../dispatch/inline.ts";
 import { PoolDispatcher } from "../dispatch/pool.ts";
 import { pump } from "../dispatch/pump.ts";
-import type { DispatchConnection, Dispatcher } from "../dispatch/types.ts";
+import type { ConnectionHost, DispatchConnection, Dispatcher } from "../dispatch/types.ts";
 import { encodeFrame, Opcode } from "../protocol/frames.ts";
 import { connect, type ConnectOptions } from "../transport/tcp_client.ts";
 import type { WebSocketConnection } from "../transport/tcp_connection.ts";
@@ -35,7 +35,7 @@ import type {
   WireMessage,
 } from "../transport/types.ts";
 import { wrapWebSocket } from "../transport/whatwg_adapter.ts";
-import { deferred, within } from "../util/async.ts";
+import { within } from "../util/async.ts";
 import { type ConnectInfo, type ConnectionInfo, context, type DisconnectInfo } from "./context.ts";
 import { SendBufferError, UnknownConnectionError } from "./errors.ts";
 import { Cluster, type ClusterCount, type ClusterHost, type NodeInfo } from "./cluster/cluster.ts";
@@ -121,10 +121,22 @@ export function formatHistoryEvent(e: HistoryEvent): string {
 const ENCODER = new TextEncoder();
 const ended = Symbol("ended");
 
-class Connection {
+/** What the server operations need of a connection's owner (the server, by its private ops). */
+interface ConnectionOwner {
+  send(id: string, data: OutgoingData): Promise<void>;
+  call(op: string, args: readonly unknown[]): unknown;
+  error(error: unknown, id: string, workerId: string): void;
+}
+
+/**
+ * One open connection. It is its own dispatch host: methods, not closures, since a server holds
+ * tens of thousands of these.
+ */
+class Connection implements ConnectionHost {
   readonly id: string;
   readonly socket: Socket;
   readonly info: ConnectInfo;
+  readonly #owner: ConnectionOwner;
   readonly connectedAt = Date.now();
   dispatch!: DispatchConnection;
   topics?: Set<string>;
@@ -136,15 +148,36 @@ class Connection {
   bytesOut = 0;
   /** Per topic with history: the last position delivered, and messages held while recovering. */
   hist?: Map<string, { offset: number; epoch: string; held?: [StreamPosition, OutgoingData][] }>;
-  /** Settles once the handlers' `onDisconnect` ran (or the dispatcher gave up). */
-  readonly handled = deferred<void>();
+  /** True once the handlers' `onDisconnect` ran (or the dispatcher gave up). */
+  handled = false;
+  /** Called once `handled` turns true (the server's stop waits for it). */
+  onHandled?: () => void;
   [ended] = false;
   /** The connection's span, from connect to disconnect. */
   span?: Span;
-  constructor(id: string, socket: Socket, info: ConnectInfo) {
+  constructor(id: string, socket: Socket, info: ConnectInfo, owner: ConnectionOwner) {
     this.id = id;
     this.socket = socket;
     this.info = info;
+    this.#owner = owner;
+  }
+  send(data: OutgoingData): Promise<void> {
+    return this.#owner.send(this.id, data);
+  }
+  call(op: string, args: readonly unknown[]): unknown {
+    return this.#owner.call(op, args);
+  }
+  reportError(error: unknown, where: { workerId: string }): void {
+    this.#owner.error(error, this.id, where.workerId);
+  }
+  ended(): void {
+    this.handled = true;
+    this.onHandled?.();
+  }
+  /** Resolves once `handled`. */
+  whenHandled(): Promise<void> {
+    if (this.handled) return Promise.resolve();
+    return new Promise((resolve) => (this.onHandled = resolve));
   }
 }
 
@@ -203,6 +236,11 @@ export class Server {
   readonly #tel: Telemetry;
   /** Upgrade spans, from the admission to the accept (or the refusal). */
   readonly #upgrades = new WeakMap<object, Span>();
+  readonly #owner: ConnectionOwner = {
+    send: (id, data) => this.send(id, data),
+    call: (op, args) => this.#call(op, args),
+    error: (error, id, workerId) => this.#emit("error", { error, id, workerId }),
+  };
   #state: ServerState = "starting";
   #stopping?: Promise<void>;
   #inbound = 0;
@@ -689,17 +727,11 @@ export class Server {
       protocol: socket.handshake.protocol,
       extensions: socket.handshake.extensions,
     };
-    const c = new Connection(id, socket, info);
+    const c = new Connection(id, socket, info, this.#owner);
     this.#conns.set(id, c);
     if (direction === "inbound") this.#inbound++;
     if (this.#stopping) c.closing = true;
-    c.dispatch = this.#dispatcher.open({
-      id,
-      send: (data) => this.send(id, data),
-      call: (op, args) => this.#call(op, args),
-      reportError: (error, where) => this.#emit("error", { error, id, workerId: where.workerId }),
-      ended: () => c.handled.resolve(),
-    }, info);
+    c.dispatch = this.#dispatcher.open(c, info);
     this.#emit("connect", info);
     this.#tel.counts.connections++;
     c.span = this.#tel.start(`connection ${pathOf(req.url)}`, SpanKind.SERVER, {
@@ -713,8 +745,12 @@ export class Server {
       observe: this.#o.telemetry === false
         ? undefined
         : { telemetry: this.#tel, destination: pathOf(req.url), clientId: id },
-    }).done.then(() => socket.closed).then((close) => this.#end(c, close));
+    }).done.then((close) => close ? this.#end(c, close) : this.#endOnClose(c));
     return c;
+  }
+
+  #endOnClose(c: Connection): void {
+    void c.socket.closed.then((close) => this.#end(c, close));
   }
 
   /** A connection's socket closed: everything about it goes, exactly once. */
@@ -969,7 +1005,7 @@ export class Server {
       ),
     );
     // every connection ended: its onDisconnect is queued behind its last message
-    await within(Promise.all(conns.map((c) => c.handled.promise)), { timeoutMs: left() })
+    await within(Promise.all(conns.map((c) => c.whenHandled())), { timeoutMs: left() })
       .catch(() => {});
     await Promise.all([...this.#listening].map((l) => l.close()));
     await this.#cluster?.stop();

@@ -184,6 +184,17 @@ function copyOut(src: Uint8Array): Uint8Array {
 let offerKeptOf: (ws: WebSocketConnection) => void;
 let failOf: (ws: WebSocketConnection, code: number, reason: string) => void;
 
+/** Connections with frames to write, flushed together at the end of the turn. */
+let FLUSHING: WebSocketConnection[] = [];
+let flushOne: (ws: WebSocketConnection) => void;
+
+function flushAll(): void {
+  // Connections listed while this runs go into the next round (their own microtask).
+  const list = FLUSHING;
+  FLUSHING = [];
+  for (let i = 0; i < list.length; i++) flushOne(list[i]);
+}
+
 /**
  * An open WebSocket connection on a raw socket, made by `connect()` (client) or `serve()` /
  * `handleNodeUpgrade()` (server). Messages are read with `poll()`/`readable()` or
@@ -225,6 +236,9 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
   #inflight = 0;
   #writing = false;
   #flushScheduled = false;
+  #writingBytes = 0;
+  #wroteFn: (() => void) | undefined;
+  #writeFailedFn: (() => void) | undefined;
   /** The pooled buffer of the write in flight, recycled once the write resolved. */
   #spent: Uint8Array | null = null;
   #idleWaiters: (() => void)[] | undefined;
@@ -838,38 +852,64 @@ export class WebSocketConnection implements AsyncIterable<WireMessage> {
   #scheduleFlush(): void {
     if (this.#writing || this.#flushScheduled) return;
     this.#flushScheduled = true;
-    queueMicrotask(() => void this.#writeLoop());
+    // One microtask flushes every connection written to in this turn: a broadcast to 10,000
+    // connections queues one, and each connection's sends of the turn go out as one write.
+    FLUSHING.push(this);
+    if (FLUSHING.length === 1) queueMicrotask(flushAll);
   }
 
-  async #writeLoop(): Promise<void> {
+  static {
+    flushOne = (ws) => ws.#flushNow();
+  }
+
+  /** Starts writing what is pending (from the shared flush). */
+  #flushNow(): void {
     this.#flushScheduled = false;
     if (this.#writing) return;
     this.#writing = true;
-    try {
-      while (this.#pending?.length && !this.#ended) {
-        const buf = this.#takeBatch();
-        await this.#stream.write(buf);
-        const spent = this.#spent;
-        this.#spent = null;
-        if (spent) recycleBuffer(spent); // the runtime is done with it
-        this.#bytesOut += buf.length;
-        this.#inflight = 0;
-        this.#wakeDrainWaiters();
-      }
-    } catch {
-      this.#spent = null;
-      this.#inflight = 0;
-      this.#pending = this.#backing = undefined;
-      this.#pendingBytes = 0;
-      this.#finish(); // broken pipe: the peer is gone
-    } finally {
-      this.#writing = false;
-      if (this.#pending?.length === 0) this.#pending = this.#backing = undefined;
-      const ws = this.#idleWaiters;
-      this.#idleWaiters = undefined;
-      if (ws) { for (const w of ws) w(); }
-      this.#settle();
+    this.#writeNext();
+  }
+
+  // A chain of callbacks, not an async loop: no generator or promise of ours per write.
+  #writeNext(): void {
+    if (!this.#pending?.length || this.#ended) {
+      this.#writeIdle();
+      return;
     }
+    const buf = this.#takeBatch();
+    this.#writingBytes = buf.length;
+    this.#stream.write(buf).then(
+      this.#wroteFn ??= () => this.#wrote(),
+      this.#writeFailedFn ??= () => this.#writeFailed(),
+    );
+  }
+
+  #wrote(): void {
+    const spent = this.#spent;
+    this.#spent = null;
+    if (spent) recycleBuffer(spent); // the runtime is done with it
+    this.#bytesOut += this.#writingBytes;
+    this.#inflight = 0;
+    this.#wakeDrainWaiters();
+    this.#writeNext();
+  }
+
+  #writeFailed(): void {
+    this.#spent = null;
+    this.#inflight = 0;
+    this.#pending = this.#backing = undefined;
+    this.#pendingBytes = 0;
+    this.#finish(); // broken pipe: the peer is gone
+    this.#writeIdle();
+  }
+
+  #writeIdle(): void {
+    this.#writing = false;
+    if (this.#pending?.length === 0) this.#pending = this.#backing = undefined;
+    const ws = this.#idleWaiters;
+    this.#idleWaiters = undefined;
+    if (ws) { for (const w of ws) w(); }
+    this.#settle();
   }
 
   /** The next write: one big frame alone, or small frames coalesced into one buffer. */

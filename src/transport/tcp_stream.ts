@@ -238,11 +238,18 @@ class DenoConnStream implements ByteStream {
     else if (last === this.#idleBuf) this.#idleBuf = undefined;
   }
 
-  async write(bytes: Uint8Array): Promise<void> {
-    let off = 0;
+  write(bytes: Uint8Array): Promise<void> {
+    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the socket is closed"));
+    // Most writes complete whole: the rest of a partial one is written by an async loop.
+    return this.#conn.write(bytes).then((n) =>
+      n < bytes.length ? this.#writeRest(bytes, n) : undefined
+    );
+  }
+
+  async #writeRest(bytes: Uint8Array, off: number): Promise<void> {
     while (off < bytes.length) {
       if (this.#closed) throw new Deno.errors.BadResource("the socket is closed");
-      off += await this.#conn.write(off === 0 ? bytes : bytes.subarray(off));
+      off += await this.#conn.write(bytes.subarray(off));
     }
   }
 

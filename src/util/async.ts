@@ -27,29 +27,31 @@ export interface Deferred<T> {
  * ```
  */
 export function deferred<T = void>(): Deferred<T> {
-  let settled = false;
-  let resolve!: (value: T) => void;
-  let reject!: (reason: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return {
-    promise,
-    get settled() {
-      return settled;
-    },
-    resolve(value: T) {
-      if (settled) return;
-      settled = true;
-      resolve(value);
-    },
-    reject(reason: unknown) {
-      if (settled) return;
-      settled = true;
-      reject(reason);
-    },
-  };
+  return new Settable<T>();
+}
+
+// A class, not an object literal of closures: servers hold one per connection.
+class Settable<T> implements Deferred<T> {
+  readonly promise: Promise<T>;
+  readonly #resolve: (value: T) => void;
+  readonly #reject: (reason: unknown) => void;
+  settled = false;
+  constructor() {
+    const { promise, resolve, reject } = Promise.withResolvers<T>();
+    this.promise = promise;
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+  resolve(value: T): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.#resolve(value);
+  }
+  reject(reason: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.#reject(reason);
+  }
 }
 
 /** The error a helper rejects with when its `AbortSignal` fires and the signal gave no reason. */
