@@ -41,6 +41,7 @@
  */
 import { startRedisServer } from "../src/testing/redis_server.ts";
 import { type LineProcess, runCommand, spawnLines, withChildren } from "./lib/child.ts";
+import { interferenceMeter } from "./lib/interference.ts";
 import { median, type Row, writeReport } from "./lib/report.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -100,30 +101,13 @@ interface Measured {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A step during which this (mostly idle) process's 20 ms timer was this late saw a stall. */
-const STALL_MS = 100;
-
 /**
- * How late a 20 ms timer of this process fired at worst since the last `take()`. This process
- * only waits while a step runs: a late timer means the machine did not run it, and then the
- * measured processes were most likely held up too.
+ * A round was quiet when, during it, processes outside the benchmark used less than a quarter
+ * of a core, the hypervisor stole less than a tenth, and this process was never held up more
+ * than 100 ms (see `lib/interference.ts`).
  */
-function stallMeter(): { take(): number; stop(): void } {
-  let last = performance.now();
-  let worst = 0;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    worst = Math.max(worst, now - last - 20);
-    last = now;
-  }, 20);
-  return {
-    take() {
-      const w = worst;
-      worst = 0;
-      return w;
-    },
-    stop: () => clearInterval(timer),
-  };
+function quiet(x: Record<string, number>): boolean {
+  return x.others_cores < 0.25 && x.steal_cores < 0.1 && x.stall_ms < 100;
 }
 
 function fatal(lines: string[]): never {
@@ -297,7 +281,7 @@ async function measureAll(
 ): Promise<Map<string, Measured>> {
   const live: Setup[] = [];
   const results = new Map<string, Measured>();
-  const stalls = stallMeter();
+  const meter = interferenceMeter();
   const failed = (name: string, e: unknown) => {
     failures[name] = e instanceof Error ? e.message : String(e);
     console.error(`  ${name}: FAILED: ${failures[name]}`);
@@ -311,7 +295,7 @@ async function measureAll(
     const chosen = live.filter(pick);
     for (let k = 0; k < chosen.length; k++) {
       const s = chosen[(k + rotate) % chosen.length];
-      stalls.take();
+      meter.reset();
       try {
         await step(s, results.get(s.name)!);
       } catch (e) {
@@ -336,8 +320,12 @@ async function measureAll(
     }
     // Round 0 warms every code path up and is not counted.
     for (let round = 0; round <= cfg.rounds; round++) {
-      const keep = (list: Record<string, number>[], value: Record<string, number>) =>
-        round > 0 && list.push({ ...value, stall_ms: stalls.take() });
+      let worstOthers = 0;
+      const keep = (list: Record<string, number>[], value: Record<string, number>) => {
+        const seen = meter.take();
+        worstOthers = Math.max(worstOthers, seen.others_cores);
+        if (round > 0) list.push({ ...value, ...seen });
+      };
       const t0 = performance.now();
       await each((s) => s.nodes === 2, round, async (s, m) => {
         keep(m.bursts, await ask(s.load, "burst", { n: cfg.burst }, 30_000));
@@ -357,12 +345,14 @@ async function measureAll(
       console.error(
         `  round ${round}${round ? "" : " (warm-up)"} done in ${
           Math.round(performance.now() - t0)
-        } ms; load average ${loadavg[loadavg.length - 1].toFixed(2)}`,
+        } ms; load average ${loadavg[loadavg.length - 1].toFixed(2)}; others used up to ${
+          worstOthers.toFixed(2)
+        } cores in a step`,
       );
     }
     return results;
   } finally {
-    stalls.stop();
+    meter.stop();
     for (const s of live) await stopSetup(s);
   }
 }
@@ -370,8 +360,8 @@ async function measureAll(
 const med = (list: Record<string, number>[] | undefined, key: string) =>
   list?.length ? median(list.map((x) => x[key])) : NaN;
 
-/** The rounds of a step during which the machine stalled (see {@linkcode stallMeter}). */
-const stalled = (list: Record<string, number>[]) => list.filter((x) => x.stall_ms > STALL_MS);
+/** The rounds of a step that others on the machine disturbed (see {@linkcode quiet}). */
+const disturbed = (list: Record<string, number>[]) => list.filter((x) => !quiet(x)).length;
 
 /** Entry point called by `bench/main.ts`. */
 export async function main(flags: string[]): Promise<void> {
@@ -432,7 +422,8 @@ export async function main(flags: string[]): Promise<void> {
         out_of_order: Math.max(...b.map((x) => x.disorder)),
         load_cpu_ms: med(b, "cpu_ms"),
         samples: b.length,
-        stalled_rounds: stalled(b).length,
+        disturbed_rounds: disturbed(b),
+        others_cores: med(b, "others_cores"),
       },
     });
   }
@@ -454,8 +445,9 @@ export async function main(flags: string[]): Promise<void> {
         achieved_rate: med(p, "achieved_rate"),
         samples_per_round: med(p, "samples"),
         rounds: p.length,
-        stalled_rounds: stalled(p).length,
-        unstalled_p99_ms: med(p.filter((x) => x.stall_ms <= STALL_MS), "p99_ms"),
+        disturbed_rounds: disturbed(p),
+        others_cores: med(p, "others_cores"),
+        quiet_p99_ms: med(p.filter(quiet), "p99_ms"),
         load_cpu_ms: med(p, "cpu_ms"),
       },
     });
@@ -476,7 +468,8 @@ export async function main(flags: string[]): Promise<void> {
           max_ms: Math.max(...b.map((x) => x.ms)),
           load_cpu_ms: med(b, "cpu_ms"),
           samples: b.length,
-          stalled_rounds: stalled(b).length,
+          disturbed_rounds: disturbed(b),
+          others_cores: med(b, "others_cores"),
         },
       });
     }
@@ -493,10 +486,7 @@ export async function main(flags: string[]): Promise<void> {
     broadcast_2nodes_ms: bcast("wse", 2),
     broadcast_2nodes_vs_1node: bcast("wse", 2) / bcast("wse", 1),
     p50_ms_at_10k: p50("wse"),
-    p99_ms_at_10k_unstalled: med(
-      get("wse", 2)?.paced.filter((x) => x.stall_ms <= STALL_MS),
-      "p99_ms",
-    ),
+    p99_ms_at_10k_quiet_rounds: med(get("wse", 2)?.paced.filter(quiet), "p99_ms"),
     broadcast_1node_ms: bcast("wse", 1),
     socketio_unicast_msgs_per_s: unicast("socketio"),
     socketio_p99_ms_at_10k: p99("socketio"),
@@ -536,8 +526,8 @@ export async function main(flags: string[]): Promise<void> {
       loadavg_start: loadavgStart,
       loadavg_rounds: loadavgRounds,
       loadavg_end: Deno.loadavg(),
-      stall_ms:
-        `a step "stalled" when a 20 ms timer of the (idle) benchmark process fired more than ${STALL_MS} ms late during it: the machine did not run its processes; stalled_rounds counts them, unstalled_p99_ms is the median p99 of the other rounds`,
+      interference:
+        "per step, from /proc: others_cores = CPU used by processes outside the benchmark's tree (other developers' work on this shared machine), in cores; steal_cores = CPU stolen by the hypervisor; stall_ms = how late a 20 ms timer of the idle benchmark process fired at worst. A round is quiet when others_cores < 0.25, steal_cores < 0.1 and stall_ms < 100; disturbed_rounds counts the others, quiet_p99_ms is the median p99 of the quiet rounds (NaN: none)",
     },
   );
   if (Object.keys(failures).length) {
