@@ -1,13 +1,13 @@
 /**
  * `deno task bench cluster [--quick]`: wse's cluster (two nodes on one Redis) against socket.io's
- * (`@socket.io/redis-adapter`), side by side in one run. The full run takes about 3 minutes with
- * 2 × 5,000 broadcast connections per cluster; `--quick` (under a minute) 2 × 1,000, and writes
+ * (`@socket.io/redis-adapter`), side by side in one run. The full run takes 2-3 minutes with
+ * 2 × 5,000 broadcast connections per cluster; `--quick` (about 30 s) 2 × 1,000, and writes
  * `cluster-quick.*` instead of `cluster.*` in `bench/results/`.
  *
  * Prerequisites (each is checked; a missing one stops the run with the command that fixes it):
  * `redis-server` (Debian package redis-server; the benchmark starts its own on a free loopback
- * port and stops it at the end), `node` on PATH, `ulimit -n` above 11,000 (5,000 connections per
- * node plus 10,000 on the one-node configuration), and npm packages for Node in the repository's
+ * port and stops it at the end), `node` on PATH, `ulimit -n` of at least 10,500 (the lone node
+ * and each load process hold 10,000 connections), and npm packages for Node in the repository's
  * `.tools/`: `npm install --prefix .tools socket.io@4.8.4 @socket.io/redis-adapter@8.3.0
  * redis@6.4.0 socket.io-client@4.8.4 ws@8.23.0`.
  *
@@ -31,13 +31,18 @@
  *   (`server.broadcast` / `io.emit`); time until the last of 2 × 5,000 connections (half on each
  *   node) has it. **broadcast_2nodes_vs_1node**: the same ÷ the same broadcast with all 10,000 on
  *   the lone node (target ≤ 1.5).
- * The load average goes into the results' notes: the machine is shared and busy neighbours skew
- * every figure; compare within a run.
+ * The machine is shared: the load average goes into the results' notes, and every step records
+ * the CPU that processes outside the benchmark used meanwhile (`others_cores`, from /proc); rounds
+ * where that, hypervisor steal or a stall got in the way are counted as `disturbed_rounds`, and
+ * `quiet_p99_ms` is the median p99 of the other rounds. Compare within a run. wse nodes beat
+ * every 5 s (default 1 s): this machine at times stalls every process for a second or two, after
+ * which a node would call its live peers down mid-measurement.
  *
- * The peer protocol both kinds of node implement (wse: text messages; socket.io: events): `who`
- * answers the connection's id; `u <id> <payload>` sends the payload to that id; `burst <id> <n>`
- * sends n numbered 64 B messages to it; `broadcast…` broadcasts the trigger text itself. Each
- * node prints `PORT <n>` once it listens and sees the cluster (wse: also `UP <node>` per peer).
+ * The peer protocol both kinds of node implement (wse: text messages; socket.io: events):
+ * `u <id> <payload>` sends the payload to that id; `burst <id> <n>` sends n numbered 64 B messages
+ * to it; `broadcast…` broadcasts the trigger text itself; on wse, `who` answers the connection's
+ * id (a socket.io client knows its own). Each node prints `PORT <n>` once it listens and sees the
+ * cluster (wse: also `UP <node>` per peer).
  */
 import { startRedisServer } from "../src/testing/redis_server.ts";
 import { type LineProcess, runCommand, spawnLines, withChildren } from "./lib/child.ts";
@@ -162,7 +167,7 @@ async function prepare(cfg: Config): Promise<{ node: string; versions: Record<st
   if (missing.length) problems.push(`${missing.join(", ")} missing from ${MODULES}: ${NPM_FIX}`);
   if (redis) {
     const v = await runCommand(redis, ["--version"], { timeoutMs: 15_000 });
-    versions.redis = /v=(\S+)/.exec(v.stdout)?.[1] ?? v.stdout.trim();
+    versions["redis-server"] = /v=(\S+)/.exec(v.stdout)?.[1] ?? v.stdout.trim();
   }
   if (problems.length) fatal(problems);
   return { node: node!, versions };

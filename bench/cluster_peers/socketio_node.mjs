@@ -45,7 +45,6 @@ io.on("connection", (socket) => {
   socket.on("u", (id, payload) => io.to(id).emit("m", payload));
   socket.on("broadcast", (payload) => io.emit("b", payload));
   socket.on("burst", (id, n) => void burst(id, n));
-  socket.on("who", (answer) => answer(socket.id));
 });
 
 http.listen(0, "127.0.0.1", async () => {
