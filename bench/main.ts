@@ -3,7 +3,7 @@
  * Each benchmark writes `bench/results/<name>.json` and `<name>.svg` (`<name>-quick.*` with
  * `--quick`), and prints one JSON object of ratios as its last line.
  */
-const known = ["dispatch", "protocol", "server", "broker"];
+const known = ["dispatch", "protocol", "server", "broker", "cluster"];
 const names = Deno.args.filter((a) => !a.startsWith("--"));
 const flags = Deno.args.filter((a) => a.startsWith("--"));
 for (const name of names.length ? names : known) {
