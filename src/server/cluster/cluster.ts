@@ -107,7 +107,8 @@ interface Pending {
   node: string;
   resolve(value: unknown): void;
   reject(error: unknown): void;
-  timer: ReturnType<typeof setTimeout>;
+  /** When it times out (performance.now): the cluster's one timer checks, no timer per send. */
+  by: number;
 }
 
 type Control =
@@ -177,12 +178,20 @@ export class Cluster {
       if (node !== me) this.#seen(node);
     }
     await this.#announce();
-    // One timer for the whole cluster layer: heartbeats and the failure sweep.
+    // One timer for the whole cluster layer: heartbeats, the failure sweep, answers overdue.
     let tick = 0;
+    const every = Math.max(10, this.#hb / 4);
+    let last = performance.now();
     this.#timer = setInterval(() => {
+      const now = performance.now();
+      // This process stalled (a long GC, a stopped process, a starved machine): the peers'
+      // heartbeats may be waiting unread in our socket, so nobody is judged on our stall.
+      if (now - last > every + this.#hb / 2) this.#refreshPeers(now);
+      last = now;
       if (++tick % 4 === 0) void this.#announce();
-      this.#sweep();
-    }, Math.max(10, this.#hb / 4));
+      this.#sweep(now);
+      this.#expire(now);
+    }, every);
   }
 
   /** Leaves: says so, rejects what waits on other nodes, unsubscribes. */
@@ -198,7 +207,6 @@ export class Cluster {
       b.removeAlive("nodes", me),
     ]);
     for (const [id, p] of this.#pending) {
-      clearTimeout(p.timer);
       p.reject(new NodeUnavailableError("", p.node, "this node left the cluster"));
       this.#pending.delete(id);
     }
@@ -354,20 +362,24 @@ export class Cluster {
   }
 
   #wait(node: string, n: number): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(n);
-        reject(new TimeoutError(`an answer from node ${node}`, this.#timeout));
-      }, this.#timeout);
-      this.#pending.set(n, { node, resolve, reject, timer });
-    });
+    const { promise, resolve, reject } = Promise.withResolvers<unknown>();
+    this.#pending.set(n, { node, resolve, reject, by: performance.now() + this.#timeout });
+    return promise;
+  }
+
+  /** Rejects what waited past the request timeout (oldest first: every wait has the same). */
+  #expire(now: number): void {
+    for (const [n, p] of this.#pending) {
+      if (p.by > now) return;
+      this.#pending.delete(n);
+      p.reject(new TimeoutError(`an answer from node ${p.node}`, this.#timeout));
+    }
   }
 
   #fail(n: number, error: unknown): void {
     const p = this.#pending.get(n);
     if (!p) return;
     this.#pending.delete(n);
-    clearTimeout(p.timer);
     p.reject(error);
   }
 
@@ -508,7 +520,6 @@ export class Cluster {
           const p = this.#pending.get(id);
           if (!p) continue;
           this.#pending.delete(id);
-          clearTimeout(p.timer);
           if (error === null) p.resolve(value);
           else p.reject(this.#restore(error));
         }
@@ -548,7 +559,6 @@ export class Cluster {
     for (const [id, p] of this.#pending) {
       if (p.node !== node) continue;
       this.#pending.delete(id);
-      clearTimeout(p.timer);
       p.reject(new NodeUnavailableError("", node, `the node is down (${why})`));
     }
     this.#host.emit("nodeDown", { node, reason: why });
@@ -571,18 +581,20 @@ export class Cluster {
    * known within two heartbeats of its last one, and a live one may be ¾ of a heartbeat late
    * before it is wrongly judged. Not while our own broker link is down.
    */
-  #sweep(): void {
+  #sweep(now: number): void {
     if (this.#broker.state !== "up") return;
-    const now = performance.now();
     for (const [node, seen] of this.#nodes) {
       if (now - seen > 1.75 * this.#hb) this.#down(node, "silent for two heartbeats");
     }
   }
 
+  #refreshPeers(now: number): void {
+    for (const node of this.#nodes.keys()) this.#nodes.set(node, now);
+  }
+
   /** Our broker link is back: nobody is judged on our outage; histories are checked for gaps. */
   #onBrokerUp(): void {
-    const now = performance.now();
-    for (const node of this.#nodes.keys()) this.#nodes.set(node, now);
+    this.#refreshPeers(performance.now());
     void this.#announce();
     for (const [topic, last] of this.#positions) {
       void this.#fill(topic, last, { offset: Number.MAX_SAFE_INTEGER, epoch: last.epoch });

@@ -24,6 +24,8 @@ interface NodeProcess {
   url: string;
   events: { event: string; node: string }[];
   kill(signal: Deno.Signal): Promise<void>;
+  /** Sends a signal and returns (SIGSTOP, SIGCONT). */
+  signal(signal: Deno.Signal): void;
   stop(): Promise<void>;
 }
 
@@ -79,6 +81,9 @@ async function startNode(redisUrl: string, id: string): Promise<NodeProcess> {
       } catch { /* already gone */ }
       await proc.stdin.close().catch(() => {});
       await end();
+    },
+    signal(signal) {
+      proc.kill(signal);
     },
     async stop() {
       await proc.stdin.close().catch(() => {}); // it leaves the cluster cleanly
@@ -232,6 +237,37 @@ Deno.test({
       await cc.closed; // its server is gone
     } finally {
       for (const x of clients) if (x.ws.readyState === WebSocket.OPEN) await x.close();
+      await b.stop();
+      await a.stop();
+      await redis.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "cluster: a node that stalls is down for the others, judges nobody on its own stall, rejoins",
+  ...SAN,
+  fn: async () => {
+    const redis = await startRedisServer();
+    const a = await startLocal(redis.url);
+    const b = await startNode(redis.url, "b");
+    try {
+      await until(() => a.server.nodes.length === 1, "a sees b");
+      const seen: string[] = [];
+      a.server.on("nodeDown", (e) => seen.push(`down ${e.node}`));
+      a.server.on("nodeUp", (e) => seen.push(`up ${e.node}`));
+      b.signal("SIGSTOP");
+      await until(() => seen.includes("down b"), "a's nodeDown for the stopped b", 10 * HB + 5000);
+      await new Promise((r) => setTimeout(r, 3 * HB)); // well past b's own deadline for a
+      b.signal("SIGCONT");
+      await until(() => seen.includes("up b"), "b back for a", 10 * HB + 5000);
+      // b's timer fired late and a's heartbeats were queued in its socket: b must not call a down
+      await new Promise((r) => setTimeout(r, 4 * HB));
+      assert.deepEqual(b.events.filter((e) => e.event === "nodeDown"), []);
+      assert.deepEqual(seen, ["down b", "up b"]);
+    } finally {
+      b.signal("SIGCONT");
       await b.stop();
       await a.stop();
       await redis.stop();
