@@ -34,9 +34,8 @@
  * The machine is shared: the load average goes into the results' notes, and every step records
  * the CPU that processes outside the benchmark used meanwhile (`others_cores`, from /proc); rounds
  * where that, hypervisor steal or a stall got in the way are counted as `disturbed_rounds`, and
- * `quiet_p99_ms` is the median p99 of the other rounds. Compare within a run. wse nodes beat
- * every 5 s (default 1 s): this machine at times stalls every process for a second or two, after
- * which a node would call its live peers down mid-measurement.
+ * `quiet_p99_ms` is the median p99 of the other rounds. Compare within a run. wse nodes run with
+ * the default heartbeat (1 s); a node whose own process stalled judges nobody on that stall.
  *
  * The peer protocol both kinds of node implement (wse: text messages; socket.io: events):
  * `u <id> <payload>` sends the payload to that id; `burst <id> <n>` sends n numbered 64 B messages

@@ -28,9 +28,7 @@ async function burst(id: string, n: number): Promise<void> {
 
 const server = createServer({
   nodeId,
-  // Heartbeats every 5 s (default 1 s): this shared machine at times stalls every process for
-  // a second or two, after which a node would call its live peers down (see bench/cluster.ts).
-  cluster: { broker, heartbeatMs: 5000 },
+  cluster: { broker }, // heartbeats every second, the default
   checkOrigin: "*",
   keepAlive: { intervalMs: 120_000 },
   onMessage: (m, ctx) => {
