@@ -503,7 +503,8 @@ export class PoolDispatcher implements Dispatcher {
     }
     if (conn.ended) return true;
     const w = conn.writer;
-    if (this.#pending.has(w)) return false; // an open/close record waits for room first
+    // an open/close record waits for room first
+    if (this.#pending.size !== 0 && this.#pending.has(w)) return false;
     let lane = conn.lane;
     if (this.#key) {
       message ??= text

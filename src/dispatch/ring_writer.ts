@@ -38,6 +38,8 @@ export class RingWriter {
   readonly ring: Int32Array;
   readonly bytes: Uint8Array;
   readonly side: SharedArrayBuffer;
+  /** Largest message the side channel can carry (read per message: a field, not the buffer's). */
+  readonly maxSideBytes: number;
   readonly stats: WriterStats = { pushes: 0, publishes: 0, wakes: 0, floodWindows: 0 };
   readonly #cap: number;
   readonly #batch: number;
@@ -76,6 +78,7 @@ export class RingWriter {
     this.ring = new Int32Array(ring);
     this.bytes = new Uint8Array(ring);
     this.side = new SharedArrayBuffer(0, { maxByteLength: maxSideBytes });
+    this.maxSideBytes = maxSideBytes;
   }
 
   /** The buffers, as posted to this channel's workers. */
@@ -98,10 +101,6 @@ export class RingWriter {
     return this.#used;
   }
 
-  /** Largest message the side channel can carry. */
-  get maxSideBytes(): number {
-    return this.side.maxByteLength;
-  }
 
   /**
    * Writes one record. `payload` may be a string (UTF-8 encoded into the ring) or bytes (copied).
