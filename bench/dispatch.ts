@@ -21,7 +21,8 @@
  * `pool_own_vs_own_raw_64` (= `pool_own_vs_own_raw_noop_64`) the pool on our transport ÷ our own raw
  * connection, `pool_1000conns_vs_1conn_64` (f) ÷ (g), `recv_16k_own_vs_native` (a') ÷ (a) at 16 KiB.
  *
- * Diagnostic flags: `--latency-only` (only the latency runs), `--direct-only` (only (a) and (c')).
+ * Diagnostic flags: `--latency-only` (only the latency runs), `--direct-only` (only (a) and (c')),
+ * `--many-only` (only (a), (a'), (f) and (g)).
  * The machine's load average at start and end goes into the results' notes: on a shared 2-core
  * machine other processes skew every figure.
  */
@@ -38,7 +39,8 @@ import { PoolDispatcher } from "../src/dispatch/pool.ts";
 import { InlineDispatcher } from "../src/dispatch/inline.ts";
 import { pump } from "../src/dispatch/pump.ts";
 import type { WebSocketConnection } from "../src/transport/tcp_connection.ts";
-import { handle } from "./dispatch_handler.ts";
+import { closeReports, handle, onMessage } from "./dispatch_handler.ts";
+import { within } from "../src/util/async.ts";
 
 const HANDLER = new URL("./dispatch_handler.ts", import.meta.url);
 const CORES = navigator.hardwareConcurrency || 2;
@@ -60,20 +62,22 @@ interface Done {
 }
 
 /**
- * Resolves on the handlers' final reports (`dones` of them: one per connection); collects latency
+ * Resolves on the handler's final report; collects latency
  * batches from every worker.
  */
-function finalReport(timeoutMs: number, dones = 1): { promise: Promise<Done>; cancel(): void } {
+function finalReport(timeoutMs: number): { promise: Promise<Done>; cancel(): void } {
   const bc = new BroadcastChannel("wse-bench-dispatch");
   const acc: Done = { starts: [], seqs: [] };
-  let left = dones;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const promise = new Promise<Done>((resolve, reject) => {
-    timer = setTimeout(() => reject(new Error("benchmark run timed out")), timeoutMs);
+    timer = setTimeout(
+      () => reject(new Error("benchmark run timed out")),
+      timeoutMs,
+    );
     bc.onmessage = (e) => {
       acc.starts.push(...e.data.starts);
       acc.seqs.push(...e.data.seqs);
-      if (e.data.done && --left === 0) {
+      if (e.data.done) {
         clearTimeout(timer);
         // stragglers from other workers
         setTimeout(() => {
@@ -249,11 +253,23 @@ async function manyConnections(
   const per = Math.ceil(j.n / connections);
   const d = mode === "pool"
     ? new PoolDispatcher({ module: HANDLER, count: 2, ringBytes: 4 << 20, assign: "sticky" })
-    : new InlineDispatcher({ onMessage: (m) => void (m.type === "binary" && handle(m.data)) });
+    : new InlineDispatcher({ onMessage });
   await d.init();
   const conns: WebSocketConnection[] = [];
   const pumps: Promise<unknown>[] = [];
-  const report = finalReport(120_000, connections);
+  // Each connection's handler says "done" through its context after the final message.
+  let left = connections;
+  let finished!: () => void;
+  const allDone = new Promise<void>((resolve) => (finished = resolve));
+  const host = (id: string) => ({
+    id,
+    send: () => {
+      if (--left === 0) finished();
+      return Promise.resolve();
+    },
+    call: () => undefined,
+    reportError: (e: unknown) => console.error(e),
+  });
   try {
     for (let i = 0; i < connections; i += 100) {
       const batch = await Promise.all(
@@ -264,21 +280,14 @@ async function manyConnections(
       );
       for (const ws of batch) {
         conns.push(ws);
-        const dc = d.open({
-          id: `c${conns.length}`,
-          send: () => Promise.resolve(),
-          call: () => undefined,
-          reportError: (e) => console.error(e),
-        });
-        pumps.push(pump(ws, dc).done);
+        pumps.push(pump(ws, d.open(host(`c${conns.length}`))).done);
       }
     }
     const t0 = performance.now();
     for (const ws of conns) void ws.send("go");
-    await report.promise;
+    await within(allDone, { timeoutMs: 120_000, what: `${left} of ${connections} connections` });
     return (per * connections) / ((performance.now() - t0) / 1000);
   } finally {
-    report.cancel();
     await Promise.all(conns.map((ws) => ws.close(1000, "", 2000)));
     await Promise.all(pumps);
     await d.close(1000);
@@ -379,6 +388,14 @@ export async function main(flags: string[]): Promise<void> {
           if (g.cpu === 0) add(g.group, "direct", await direct(job(g.fast), CORES));
           continue;
         }
+        if (flags.includes("--many-only")) {
+          if (g.cpu !== 0 || g.size !== 64) continue;
+          const conns = quick ? 200 : 1000;
+          for (const [n, mode] of [[conns, "pool"], [conns, "inline"], [1, "pool"]] as const) {
+            add(g.group, `${n} → ${mode}`, await manyConnections(job(g.fast), n, mode));
+          }
+          continue;
+        }
         add(g.group, "(b) wse inline (main thread)", (await engine(job(g.fast), 0))[0]);
         for (const w of workerCounts) {
           add(g.group, `(c) wse ${w} worker${w > 1 ? "s" : ""}`, (await engine(job(g.fast), w))[0]);
@@ -440,6 +457,7 @@ export async function main(flags: string[]): Promise<void> {
       }
     }
   } finally {
+    closeReports(); // the inline runs' channel (this thread's copy of the handler module)
     for (const w of pm) w.terminate();
     await piscinaPool.destroy();
     sender.kill();

@@ -70,6 +70,8 @@ class InlineConnection implements DispatchConnection {
   dropped = 0;
   /** Leases taken outside a handler: they end with the connection. */
   leases?: Set<Lease>;
+  /** Resolved once its share of the queue drained to half (while its pump waits). */
+  room?: Deferred<void>;
   /** What the handlers get, built on first use: an idle connection needs none. */
   #ctx: unknown;
   readonly #base: InlineContext;
@@ -162,6 +164,9 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
   #locked = false;
   #lockWaiters: { grant(): void; fail(e: unknown): void }[] = [];
   #changed?: Deferred<void>; // created only when someone waits: no promise per message
+  /** Waiters for room in the queue, and connections waiting for room in their own share. */
+  #room?: Deferred<void>;
+  readonly #blocked = new Set<InlineConnection>();
   #closed = false;
   #loop?: Promise<void>;
   #inFlight?: Promise<unknown>;
@@ -210,11 +215,37 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
     return true;
   }
 
-  /** Resolves when the queue has room for `conn` (or the dispatcher closed). */
+  /**
+   * Resolves when the queue has room for `conn` (or the dispatcher closed). Waiters are woken
+   * once the queue (or the connection's share) has drained to half, not at every message taken:
+   * with a thousand connections blocked, a wake-up per message would cost a thousand.
+   */
   async writable(conn: InlineConnection): Promise<void> {
-    while (
-      !this.#closed && !conn.ended && (this.#messages >= this.#max || conn.messages >= this.#maxPer)
-    ) await this.#changes();
+    // Bounded: each turn waits for a drain to half or the end of the connection or dispatcher.
+    while (!this.#closed && !conn.ended) {
+      if (conn.messages >= this.#maxPer) {
+        if (!conn.room) {
+          conn.room = deferred();
+          this.#blocked.add(conn);
+        }
+        await conn.room.promise;
+      } else if (this.#messages >= this.#max) await (this.#room ??= deferred()).promise;
+      else return;
+    }
+  }
+
+  #wakeConnection(conn: InlineConnection): void {
+    const d = conn.room;
+    if (!d) return;
+    conn.room = undefined;
+    this.#blocked.delete(conn);
+    d.resolve();
+  }
+
+  #wakeAll(): void {
+    const d = this.#room;
+    this.#room = undefined;
+    d?.resolve();
   }
 
   /** Ends `conn`: its queued messages are handled (or dropped), then `onDisconnect`. */
@@ -222,6 +253,7 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
     if (conn.ended) return;
     conn.ended = true;
     conn.discard = options.discard ?? false;
+    this.#wakeConnection(conn);
     if (conn.leases) {
       for (const lease of conn.leases) {
         lease.revoke(new ConnectionClosedError("the connection ended"));
@@ -242,6 +274,8 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
     for (const w of this.#lockWaiters.splice(0)) {
       w.fail(new ConnectionClosedError("the dispatcher closed"));
     }
+    this.#wakeAll();
+    for (const c of [...this.#blocked]) this.#wakeConnection(c);
     this.#notify();
     const inFlight = this.#inFlight;
     if (inFlight) await within(inFlight, { timeoutMs, what: "handler in flight" }).catch(() => {});
@@ -322,9 +356,10 @@ export class InlineDispatcher<C = HandlerContext> implements Dispatcher {
     const conn = entry.conn;
     conn.queued--;
     if (entry.kind !== MESSAGE) return;
-    // room again, for everyone or for this connection: wake writable()
-    const wasFull = this.#messages-- === this.#max;
-    if (conn.messages-- === this.#maxPer || wasFull) this.#notify();
+    this.#messages--;
+    conn.messages--;
+    if (conn.room && conn.messages <= this.#maxPer >> 1) this.#wakeConnection(conn);
+    if (this.#room && this.#messages <= this.#max >> 1) this.#wakeAll();
   }
 
   /** A lease's take: the connection's next message, `undefined`, or `null` once it is over. */

@@ -40,6 +40,9 @@ export class RingWriter {
   readonly side: SharedArrayBuffer;
   /** Largest message the side channel can carry (read per message: a field, not the buffer's). */
   readonly maxSideBytes: number;
+  /** The one wait for room (see `writable`), and the one wait for a freed record (`freed`). */
+  #room: Promise<void> | undefined;
+  #freedWait: Promise<void> | undefined;
   readonly stats: WriterStats = { pushes: 0, publishes: 0, wakes: 0, floodWindows: 0 };
   readonly #cap: number;
   readonly #batch: number;
@@ -100,7 +103,6 @@ export class RingWriter {
     this.#reclaim();
     return this.#used;
   }
-
 
   /**
    * Writes one record. `payload` may be a string (UTF-8 encoded into the ring) or bytes (copied).
@@ -226,43 +228,58 @@ export class RingWriter {
   /**
    * Resolves once a quarter of the ring was freed since the last full `write` (or all of it, or
    * the side channel), or the writer closed. Waiting for a quarter, not for one record, lets the
-   * readers run a batch instead of ping-ponging with the writer record by record.
+   * readers run a batch instead of ping-ponging with the writer record by record. Every caller
+   * shares one wait: a thousand connections blocked on a full ring are one waiter, not a thousand
+   * woken together.
    */
-  async writable(): Promise<void> {
-    const ctl = this.ctl;
+  writable(): Promise<void> {
     this.publish();
+    return this.#room ??= this.#waitRoom();
+  }
+
+  async #waitRoom(): Promise<void> {
+    const ctl = this.ctl;
     const target = this.#usedAtFull - (this.#cap >> 2);
-    for (let i = 0; i < 1e9 && !this.#closed; i++) {
-      Atomics.store(ctl, C.MAIN_WAITING, 1);
-      try {
-        const seen = Atomics.load(ctl, C.FREED);
-        this.#reclaim();
-        if (this.#used <= target || this.#used === 0) return;
-        if (this.#sideRecord >= 0 && this.#sideFree()) {
-          this.#sideRecord = -1; // the side channel is free: a waiting oversize message fits now
-          return;
+    try {
+      for (let i = 0; i < 1e9 && !this.#closed; i++) {
+        Atomics.store(ctl, C.MAIN_WAITING, 1);
+        try {
+          const seen = Atomics.load(ctl, C.FREED);
+          this.#reclaim();
+          if (this.#used <= target || this.#used === 0) return;
+          if (this.#sideRecord >= 0 && this.#sideFree()) {
+            this.#sideRecord = -1; // the side channel is free: a waiting oversize message fits
+            return;
+          }
+          const r = Atomics.waitAsync(ctl, C.FREED, seen, 100);
+          if (r.async) await r.value;
+        } finally {
+          Atomics.store(ctl, C.MAIN_WAITING, 0);
         }
-        const r = Atomics.waitAsync(ctl, C.FREED, seen, 100);
-        if (r.async) await r.value;
-      } finally {
-        Atomics.store(ctl, C.MAIN_WAITING, 0);
       }
+    } finally {
+      this.#room = undefined; // before the callers resume: their next wait is a new one
     }
   }
 
   /**
    * Waits until a reader marks a record done (or 100 ms pass), then reclaims: for a writer that
-   * waits for records of its own to be handled, not for room in the ring.
+   * waits for records of its own to be handled, not for room in the ring. Callers share one wait.
    */
-  async freed(): Promise<void> {
-    const ctl = this.ctl;
+  freed(): Promise<void> {
     this.publish();
+    return this.#freedWait ??= this.#waitFreed();
+  }
+
+  async #waitFreed(): Promise<void> {
+    const ctl = this.ctl;
     Atomics.store(ctl, C.MAIN_WAITING, 1);
     try {
       const r = Atomics.waitAsync(ctl, C.FREED, Atomics.load(ctl, C.FREED), 100);
       if (r.async) await r.value;
     } finally {
       Atomics.store(ctl, C.MAIN_WAITING, 0);
+      this.#freedWait = undefined;
     }
     this.#reclaim();
   }

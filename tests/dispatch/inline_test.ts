@@ -6,7 +6,7 @@ import {
   LeaseResumedError,
 } from "../../src/dispatch/types.ts";
 import { ConnectionClosedError, type WireMessage } from "../../src/transport/types.ts";
-import { deferred, TimeoutError } from "../../src/util/async.ts";
+import { deferred, TimeoutError, within } from "../../src/util/async.ts";
 
 const msg = (data: string): WireMessage => ({ type: "text", data });
 const host = (errors: unknown[] = [], id = "s1", ended?: (n: number) => void): ConnectionHost => ({
@@ -138,6 +138,49 @@ Deno.test({
     await w;
     assert.equal(c.push(msg("4")), true);
     await d.close(100);
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "inline: 200 connections blocked on a full queue and on their own share all get through",
+  async fn() {
+    const seen = new Map<string, number[]>();
+    let gate = deferred<void>();
+    const d = new InlineDispatcher({
+      onMessage: async (m, ctx) => {
+        if (m.data === "0") await gate.promise; // the first message of each holds the queue up
+        const list = seen.get(ctx.connectionId) ?? [];
+        list.push(Number(m.data));
+        seen.set(ctx.connectionId, list);
+      },
+    }, { maxQueued: 64, maxQueuedPerConnection: 8 });
+    await d.init();
+    const PER = 20;
+    const conns = Array.from({ length: 200 }, (_, i) => d.open(host([], `c${i}`)));
+    // Each connection pushes its 20 messages, waiting for writable() whenever it is refused.
+    let waits = 0;
+    const feeding = conns.map(async (c) => {
+      for (let i = 0; i < PER; i++) {
+        // Bounded: every refusal waits for room, and the handlers drain the queue.
+        while (!c.push(msg(String(i)))) {
+          waits++;
+          await c.writable();
+        }
+      }
+    });
+    for (let i = 0; i < 5; i++) await tick();
+    assert.ok(waits > 0, "the queue filled and pushes were refused");
+    gate.resolve();
+    gate = deferred<void>();
+    gate.resolve();
+    await within(Promise.all(feeding), { timeoutMs: 10_000, what: "every connection's pushes" });
+    for (let i = 0; i < 200 && [...seen.values()].flat().length < 200 * PER; i++) await tick();
+    assert.equal(seen.size, 200);
+    for (const [id, list] of seen) {
+      assert.deepEqual(list, Array.from({ length: PER }, (_, i) => i), `${id} in order, once each`);
+    }
+    assert.deepEqual(await d.close(100), { abandoned: 0 });
   },
 });
 
