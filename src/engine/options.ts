@@ -143,7 +143,15 @@ export interface EngineWorkersOptions extends Omit<PoolOptions, "assign"> {
   fallback?: "inline";
 }
 
-/** Auto-reconnect settings. */
+/**
+ * Auto-reconnect settings.
+ *
+ * @example
+ * ```ts
+ * import type { ReconnectOptions } from "./options.ts";
+ * const reconnect: ReconnectOptions = { baseDelayMs: 250, maxDelayMs: 10_000, maxRetries: 20 };
+ * ```
+ */
 export interface ReconnectOptions {
   /** Reconnect after a drop or `restart()`. Default true. */
   enabled?: boolean;
