@@ -171,6 +171,31 @@ Deno.test({
         });
       });
 
+      await t.step("what the page's WebSocket cannot do: request headers, heartbeat", async () => {
+        await onPage("plain", async (page) => {
+          const errors = await page.evaluate<string[]>(`(async () => {
+            const { WebSocketEngine } = await import("/plain/wse.js");
+            const url = ${JSON.stringify(wsUrl)};
+            const out = [];
+            const engine = new WebSocketEngine({
+              url, reconnect: false, headers: { "x-token": "1" }, client: {},
+            });
+            await engine.start().then(() => out.push("started"), (e) =>
+              out.push(e.name + ": " + e.cause?.name + ": " + e.cause?.message));
+            try {
+              new WebSocketEngine({ url, heartbeat: { intervalMs: 1000 }, client: {} });
+              out.push("constructed");
+            } catch (e) {
+              out.push(e.name + ": " + e.message);
+            }
+            return out;
+          })()`);
+          assert.match(errors[0], /^EngineStartError: NotSupportedError: .*request headers/);
+          assert.match(errors[1], /^EngineOptionError: .*heartbeat.*cannot/);
+          assert.equal(server.count, 0);
+        });
+      });
+
       await t.step("page not isolated, fallback inline: the module runs on main", async () => {
         await onPage("plain", async (page) => {
           assert.equal(await page.evaluate(startEngine("plain", wsUrl, "inline")), "open");
