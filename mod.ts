@@ -36,6 +36,7 @@ export { SendBufferFullError, type SendBufferOptions } from "./src/engine/send_b
 export type {
   EngineClient,
   EngineOptions,
+  EngineWorkersOptions,
   ReconnectOptions,
   WorkerModule,
 } from "./src/engine/options.ts";

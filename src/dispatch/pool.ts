@@ -14,7 +14,12 @@
  * @module
  */
 
-import { ConnectionClosedError, type OutgoingData, type WireMessage } from "../transport/types.ts";
+import {
+  ConnectionClosedError,
+  NotSupportedError,
+  type OutgoingData,
+  type WireMessage,
+} from "../transport/types.ts";
 import { type Deferred, deferred, within } from "../util/async.ts";
 import { Lease } from "./lease.ts";
 import {
@@ -43,6 +48,7 @@ import {
   writeConnection,
 } from "./ring.ts";
 import { RingWriter, type WriterStats } from "./ring_writer.ts";
+import { sharedMemoryProblem } from "./shared_memory.ts";
 import type {
   ConnectionHost,
   DispatchConnection,
@@ -235,7 +241,17 @@ const TABLE_MAX = 1 << 20;
 /** Ended connections whose late errors are still routed to their host. */
 const RECENT = 256;
 
-function resolveModule(module: string | URL): URL {
+/**
+ * The URL of a worker module given as {@linkcode PoolOptions.module}: a `URL` as is, a string
+ * parsed as a URL, or else taken as a path relative to the current working directory.
+ *
+ * @example
+ * ```ts
+ * import { resolveModule } from "./pool.ts";
+ * console.log(resolveModule("file:///app/handler.ts").pathname); // "/app/handler.ts"
+ * ```
+ */
+export function resolveModule(module: string | URL): URL {
   if (module instanceof URL) return module;
   try {
     return new URL(module);
@@ -349,12 +365,18 @@ export class PoolDispatcher implements Dispatcher {
   #initialized = false;
   readonly #maxPer: number;
 
-  /** Creates the shared memory; workers start in {@linkcode PoolDispatcher.init}. */
+  /**
+   * Creates the shared memory; workers start in {@linkcode PoolDispatcher.init}. Throws
+   * `NotSupportedError` saying why where memory cannot be shared (a browser page that is not
+   * cross-origin isolated).
+   */
   constructor(options: PoolOptions, setup: PoolSetup = {}) {
     const problem = poolOptionsProblem(options);
     if (problem) {
       throw new RangeError(`workers${problem.field} ${problem.rule}, got ${String(problem.value)}`);
     }
+    const unshared = sharedMemoryProblem();
+    if (unshared) throw new NotSupportedError(unshared);
     this.#moduleUrl = resolveModule(options.module);
     this.#contextUrl = setup.context;
     this.#count = Math.min(MAX_WORKERS, options.count ?? navigator.hardwareConcurrency ?? 1);

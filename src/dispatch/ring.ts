@@ -18,6 +18,7 @@
 
 import type { WireMessage } from "../transport/types.ts";
 import type { TraceCarrier } from "./types.ts";
+import { decodeShared, encodeIntoShared } from "./shared_text.ts";
 
 /** Word indices of a channel's control block. */
 export const C = {
@@ -305,15 +306,11 @@ export function release(ctl: Int32Array, ring: Int32Array, pos: number, leaseTak
   done(ctl, ring, pos);
 }
 
-const decoder = new TextDecoder();
-const encoder = new TextEncoder();
-
 /** Writes a connection's entry into the table (main thread, before any record of it). */
 export function writeConnection(table: Int32Array, slot: number, gen: number, id: string): void {
   const t = slot * CONN_WORDS;
   const dst = new Uint8Array(table.buffer, (t + T_ID) * 4, MAX_ID_BYTES);
-  const { written } = encoder.encodeInto(id, dst);
-  table[t + T_IDLEN] = written;
+  table[t + T_IDLEN] = encodeIntoShared(id, dst);
   Atomics.store(table, t + T_DROPPED, 0);
   Atomics.store(table, t + T_STATE, CS_OPEN);
   Atomics.store(table, t + T_GEN, gen);
@@ -323,9 +320,7 @@ export function writeConnection(table: Int32Array, slot: number, gen: number, id
 export function readConnectionId(table: Int32Array, slot: number): string {
   const t = slot * CONN_WORDS;
   const len = table[t + T_IDLEN];
-  const bytes = new Uint8Array(len);
-  bytes.set(new Uint8Array(table.buffer, (t + T_ID) * 4, len));
-  return decoder.decode(bytes);
+  return decodeShared(new Uint8Array(table.buffer, (t + T_ID) * 4, len));
 }
 
 /** A decoded record. */
@@ -369,14 +364,14 @@ export function decode(
   }
   const d: Decoded = { kind, slot: ring[w + R.SLOT], gen: ring[w + R.GEN] };
   if (kind & (K_OPEN | K_CLOSE)) {
-    d.info = len > 0 ? JSON.parse(decoder.decode(view)) : undefined;
+    d.info = len > 0 ? JSON.parse(decodeShared(view)) : undefined;
   } else if (kind & K_BINARY) {
     d.message = { type: "binary", data: copy ? view.slice() : view };
   } else {
-    d.message = { type: "text", data: decoder.decode(view) };
+    d.message = { type: "text", data: decodeShared(view) };
   }
   if (traceLen > 0) {
-    const [traceparent, tracestate, receivedAt] = decoder.decode(
+    const [traceparent, tracestate, receivedAt] = decodeShared(
       ringBytes.subarray(traceAt, traceAt + traceLen),
     ).split("\n");
     d.trace = {

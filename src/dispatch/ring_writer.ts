@@ -17,6 +17,7 @@ import {
   ST_DONE,
   ST_WRITTEN,
 } from "./ring.ts";
+import { encodeIntoShared } from "./shared_text.ts";
 
 const encoder = new TextEncoder();
 
@@ -147,7 +148,7 @@ export class RingWriter {
       new Uint8Array(this.side, 0, size).set(b);
       this.#sideRecord = pos;
     } else if (typeof bytes === "string") {
-      size = encoder.encodeInto(bytes, this.bytes.subarray(at, at + maxPayload)).written;
+      size = encodeIntoShared(bytes, this.bytes.subarray(at, at + maxPayload));
       at += size;
       const exact = align8(HEADER + size + traceLen);
       if (exact < len) this.#shrinkLast(pos, len, exact);

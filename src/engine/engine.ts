@@ -58,6 +58,13 @@ import { type BufferedMessage, SendBuffer, SendBufferFullError } from "./send_bu
  * - `closing`: the session is ending (`onClose`, close handshake).
  * - `reconnecting`: the retry loop (sleeping or attempting).
  * - `stopping`: `stop()` is tearing everything down.
+ *
+ * @example
+ * ```ts
+ * import type { EngineState } from "./engine.ts";
+ * const busy = (s: EngineState) => s === "starting" || s === "reconnecting";
+ * console.log(busy("open")); // false
+ * ```
  */
 export type EngineState = "stopped" | "starting" | "open" | "closing" | "reconnecting" | "stopping";
 

@@ -20,7 +20,14 @@ import type { Dispatcher } from "../dispatch/types.ts";
 import { EngineOptionError } from "./errors.ts";
 import type { CloseError } from "./errors.ts";
 import { InlineDispatcher } from "../dispatch/inline.ts";
-import { PoolDispatcher, type PoolOptions, poolOptionsProblem } from "../dispatch/pool.ts";
+import {
+  PoolDispatcher,
+  type PoolOptions,
+  poolOptionsProblem,
+  resolveModule,
+} from "../dispatch/pool.ts";
+import { InlineModuleDispatcher } from "../dispatch/inline_module.ts";
+import { sharedMemoryProblem } from "../dispatch/shared_memory.ts";
 import type { SendBufferOptions, SendBufferOverflow } from "./send_buffer.ts";
 import { closestName } from "../util/names.ts";
 import type { Telemetry, TelemetryOptions } from "../telemetry/telemetry.ts";
@@ -110,7 +117,41 @@ export interface EngineClient {
   ): void | Promise<void>;
 }
 
-/** Auto-reconnect settings. */
+/**
+ * The engine's `workers` option: the pool's options (its one connection is shared, so there is no
+ * `assign`), and what to do where the pool cannot run.
+ *
+ * @example
+ * ```ts
+ * import type { EngineWorkersOptions } from "./options.ts";
+ * const workers: EngineWorkersOptions = {
+ *   module: new URL("./handler.ts", import.meta.url),
+ *   count: 2,
+ *   fallback: "inline", // a page that is not cross-origin isolated runs handler.ts inline
+ * };
+ * ```
+ */
+export interface EngineWorkersOptions extends Omit<PoolOptions, "assign"> {
+  /**
+   * Where workers cannot share memory (a browser page that is not cross-origin isolated, i.e.
+   * not served with `Cross-Origin-Opener-Policy: same-origin` and
+   * `Cross-Origin-Embedder-Policy: require-corp`), `"inline"` imports `module` on the main
+   * thread and runs its `onMessage` there, one message at a time, with `ctx.workerId` `"main"`.
+   * Without it, `new WebSocketEngine()` throws an `EngineOptionError` saying why. Where the pool
+   * can run, this changes nothing.
+   */
+  fallback?: "inline";
+}
+
+/**
+ * Auto-reconnect settings.
+ *
+ * @example
+ * ```ts
+ * import type { ReconnectOptions } from "./options.ts";
+ * const reconnect: ReconnectOptions = { baseDelayMs: 250, maxDelayMs: 10_000, maxRetries: 20 };
+ * ```
+ */
 export interface ReconnectOptions {
   /** Reconnect after a drop or `restart()`. Default true. */
   enabled?: boolean;
@@ -217,8 +258,9 @@ export interface EngineOptions {
    * `client.onMessage` is not used): `module` exports `onMessage` (pass a `URL`,
    * `new URL("./handler.ts", import.meta.url)`), `count` defaults to the number of cores.
    * Messages are handled in parallel, in arrival order per `orderingKey` when one is given.
+   * In a browser the page must be cross-origin isolated, or `fallback: "inline"` given.
    */
-  workers?: Omit<PoolOptions, "assign">;
+  workers?: EngineWorkersOptions;
   /**
    * The offline send buffer: `engine.send()` and `engine.request()` queue their message while
    * the engine is reconnecting, and the engine sends the queue once the next connection's
@@ -360,6 +402,7 @@ const WORKER_KEYS = Object.keys(
     maxMessageBytes: 1,
     initTimeoutMs: 1,
     publishBatch: 1,
+    fallback: 1,
   } satisfies Record<keyof NonNullable<EngineOptions["workers"]>, 1>,
 );
 const SEND_BUFFER_KEYS = Object.keys(
@@ -630,7 +673,23 @@ export function resolveOptions(options: EngineOptions): ResolvedOptions {
         options.dispatchQueueLength,
       );
     }
-    pool = () => new PoolDispatcher(w, { context: CONTEXT_MODULE, order: "none" });
+    if (w.fallback !== undefined && w.fallback !== "inline") {
+      fail("workers.fallback", 'must be "inline" (or left out)', w.fallback);
+    }
+    const unshared = sharedMemoryProblem();
+    if (!unshared) {
+      pool = () => new PoolDispatcher(w, { context: CONTEXT_MODULE, order: "none" });
+    } else if (w.fallback === "inline") {
+      const module = resolveModule(w.module);
+      pool = (_, telemetry) =>
+        new InlineModuleDispatcher(module, { maxQueued: queueLength, context, telemetry });
+    } else {
+      fail(
+        "workers",
+        `${unshared}; or set workers.fallback to "inline" to run workers.module on the main thread`,
+        w,
+      );
+    }
   }
   const dispatcher: DispatcherFactory = dispatcherOverrides.get(options) ?? pool ??
     ((c, telemetry) =>

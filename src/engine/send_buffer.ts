@@ -52,8 +52,10 @@ export interface SendBufferOptions {
  *
  * @example
  * ```ts
- * import type { SendBufferView } from "./send_buffer.ts";
- * function report(buffer: SendBufferView): string {
+ * import type { WebSocketEngine } from "./engine.ts";
+ * function report(engine: WebSocketEngine): string {
+ *   const buffer = engine.sendBuffer;
+ *   if (!buffer) return "no send buffer";
  *   return `${buffer.length} messages (${buffer.bytes} bytes) waiting for the connection`;
  * }
  * ```

@@ -10,7 +10,15 @@ import { CloseCode, ProtocolError } from "./errors.ts";
 const ENCODER = new TextEncoder();
 const FATAL_DECODER = new TextDecoder("utf-8", { fatal: true });
 
-/** Longest close reason in UTF-8 bytes (125 - 2 for the code). */
+/**
+ * Longest close reason in UTF-8 bytes (125 - 2 for the code).
+ *
+ * @example
+ * ```ts
+ * import { MAX_CLOSE_REASON } from "./close.ts";
+ * console.log(MAX_CLOSE_REASON); // 123
+ * ```
+ */
 export const MAX_CLOSE_REASON = 123;
 
 /**

@@ -39,7 +39,15 @@ let batchEnd = 0;
 const SCRATCH_CHARS = 16384;
 const SCRATCH = new Uint8Array(SCRATCH_CHARS * 3);
 
-/** Default largest message: 64 MiB. */
+/**
+ * Default largest message: 64 MiB.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_MESSAGE_SIZE } from "./connection.ts";
+ * console.log(DEFAULT_MAX_MESSAGE_SIZE); // 67108864
+ * ```
+ */
 export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;
 
 /**

@@ -78,7 +78,15 @@ export interface DeflateOptions {
   memLevel?: number;
 }
 
-/** The extension's registered name. */
+/**
+ * The extension's registered name.
+ *
+ * @example
+ * ```ts
+ * import { PERMESSAGE_DEFLATE } from "./deflate.ts";
+ * console.log(PERMESSAGE_DEFLATE); // "permessage-deflate"
+ * ```
+ */
 export const PERMESSAGE_DEFLATE = "permessage-deflate";
 
 /**

@@ -39,7 +39,15 @@ export function isControlOpcode(opcode: number): boolean {
   return (opcode & 0x8) !== 0;
 }
 
-/** Largest payload a control frame may carry (RFC 6455 §5.5). */
+/**
+ * Largest payload a control frame may carry (RFC 6455 §5.5).
+ *
+ * @example
+ * ```ts
+ * import { MAX_CONTROL_PAYLOAD } from "./frames.ts";
+ * console.log(MAX_CONTROL_PAYLOAD); // 125
+ * ```
+ */
 export const MAX_CONTROL_PAYLOAD = 125;
 
 /**

@@ -16,9 +16,25 @@ import {
 } from "./deflate.ts";
 import { HandshakeError } from "./errors.ts";
 
-/** The GUID appended to the key before hashing (RFC 6455 §1.3). */
+/**
+ * The GUID appended to the key before hashing (RFC 6455 §1.3).
+ *
+ * @example
+ * ```ts
+ * import { WEBSOCKET_GUID } from "./handshake.ts";
+ * console.log(WEBSOCKET_GUID); // "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+ * ```
+ */
 export const WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-/** Default limit for a request or response head: 16 KiB (a bigger request head gets 431). */
+/**
+ * Default limit for a request or response head: 16 KiB (a bigger request head gets 431).
+ *
+ * @example
+ * ```ts
+ * import { MAX_HEAD_SIZE } from "./handshake.ts";
+ * console.log(MAX_HEAD_SIZE); // 16384
+ * ```
+ */
 export const MAX_HEAD_SIZE = 16 * 1024;
 
 const ENCODER = new TextEncoder();

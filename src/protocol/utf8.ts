@@ -13,9 +13,25 @@
 
 import { Buffer, isUtf8 } from "node:buffer";
 
-/** DFA state: everything so far is complete, valid UTF-8. */
+/**
+ * DFA state: everything so far is complete, valid UTF-8.
+ *
+ * @example
+ * ```ts
+ * import { UTF8_ACCEPT } from "./utf8.ts";
+ * console.log(UTF8_ACCEPT); // 0
+ * ```
+ */
 export const UTF8_ACCEPT = 0;
-/** DFA state: invalid UTF-8 was seen; it is absorbing. */
+/**
+ * DFA state: invalid UTF-8 was seen; it is absorbing.
+ *
+ * @example
+ * ```ts
+ * import { UTF8_REJECT } from "./utf8.ts";
+ * console.log(UTF8_REJECT); // 1
+ * ```
+ */
 export const UTF8_REJECT = 1;
 
 // States (multiplied by the 12 byte classes to index TRANSITIONS):

@@ -194,7 +194,9 @@ export interface ServerContext {
  * ```ts
  * import type { ServerHandlers } from "./context.ts";
  * export const handlers: ServerHandlers = {
- *   onConnect: (ctx) => ctx.subscribe("lobby"),
+ *   onConnect: async (ctx) => {
+ *     await ctx.subscribe("lobby");
+ *   },
  *   onMessage: (m, ctx) => void ctx.server.publish("lobby", m.type === "text" ? m.data : "?"),
  *   onDisconnect: (info) => console.log("left", info.id, info.code),
  * };

@@ -65,10 +65,30 @@ interface Socket {
   readonly localAddr?: StreamAddr;
 }
 
-/** Where the server stands. */
+/**
+ * Where the server stands.
+ *
+ * @example
+ * ```ts
+ * import type { ServerState } from "./server.ts";
+ * const takesConnections = (s: ServerState) => s === "ready";
+ * console.log(takesConnections("draining")); // false
+ * ```
+ */
 export type ServerState = "starting" | "ready" | "draining" | "stopped";
 
-/** The events a server emits on the main thread, whatever runs the handlers. */
+/**
+ * The events a server emits on the main thread, whatever runs the handlers.
+ *
+ * @example
+ * ```ts
+ * import { createServer, type ServerEvents } from "./server.ts";
+ * const server = createServer({ onMessage: (m, ctx) => ctx.send(m.data) });
+ * const log = (e: ServerEvents["disconnect"]) => console.log("closed", e.id, e.code);
+ * const off = server.on("disconnect", log);
+ * off();
+ * ```
+ */
 export interface ServerEvents {
   /** A connection opened. */
   connect: ConnectInfo;
@@ -88,6 +108,13 @@ export interface ServerEvents {
  * What `subscribe` with `since` answers on a topic with history: the client got every message it
  * missed (`missed` of them) before any newer one, or it cannot get them (`reason`: the history was
  * lost, or the position left its window) and starts again from `position`.
+ *
+ * @example
+ * ```ts
+ * import type { RecoveryResult } from "./server.ts";
+ * const explain = (r: RecoveryResult) =>
+ *   r.recovered ? `${r.missed} missed messages resent` : `start again (${r.reason})`;
+ * ```
  */
 export type RecoveryResult =
   | { readonly recovered: true; readonly missed: number; readonly position: StreamPosition }
@@ -97,7 +124,16 @@ export type RecoveryResult =
     readonly position: StreamPosition;
   };
 
-/** A message of a topic with history, or the news that the history cannot be recovered. */
+/**
+ * A message of a topic with history, or the news that the history cannot be recovered.
+ *
+ * @example
+ * ```ts
+ * import { formatHistoryEvent, type HistoryEvent } from "./server.ts";
+ * const e: HistoryEvent = { topic: "news", offset: 7, epoch: "e1", data: "headline" };
+ * console.log(formatHistoryEvent(e));
+ * ```
+ */
 export type HistoryEvent =
   | { topic: string; offset: number; epoch: string; data: OutgoingData }
   | { topic: string; recovered: false; reason: "epoch" | "window"; offset: number; epoch: string };
@@ -107,6 +143,13 @@ export type HistoryEvent =
  * `{"topic","offset","epoch","data"}` (binary data as base64 with `"binary": true`), or
  * `{"topic","recovered":false,"reason","offset","epoch"}`. A client keeps the last
  * `offset`/`epoch` it saw and sends them back when it reconnects, to any node.
+ *
+ * @example
+ * ```ts
+ * import { formatHistoryEvent } from "./server.ts";
+ * console.log(formatHistoryEvent({ topic: "news", offset: 7, epoch: "e1", data: "headline" }));
+ * // {"topic":"news","offset":7,"epoch":"e1","data":"headline"}
+ * ```
  */
 export function formatHistoryEvent(e: HistoryEvent): string {
   if ("data" in e) {
@@ -205,7 +248,9 @@ function exceptSet(except: string | readonly string[] | undefined): Set<string> 
  * ```ts
  * import { createServer } from "./server.ts";
  * const server = createServer({
- *   onConnect: (ctx) => ctx.subscribe("lobby"),
+ *   onConnect: async (ctx) => {
+ *     await ctx.subscribe("lobby");
+ *   },
  *   onMessage: (m, ctx) => void ctx.server.publish("lobby", m.type === "text" ? m.data : "?"),
  * });
  * const { port } = await server.listen({ port: 0 });

@@ -75,7 +75,7 @@ class WseAdapterConnection implements AdapterConnection {
  *
  * @example
  * ```ts
- * import { wseAdapter } from "../../mod.ts";
+ * import { wseAdapter } from "@wse/engine";
  * const adapter = wseAdapter({ compression: false, pingIntervalMs: 15_000 });
  * const conn = await adapter.dial(new URL("ws://127.0.0.1:8080/"), { handshakeTimeoutMs: 5000 });
  * await conn.send("hello");

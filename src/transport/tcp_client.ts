@@ -36,7 +36,7 @@ import { DialError } from "./types.ts";
  *
  * @example
  * ```ts
- * import type { ConnectOptions } from "../../mod.ts";
+ * import type { ConnectOptions } from "@wse/engine/transport";
  * const options: ConnectOptions = {
  *   protocols: ["chat.v1"],
  *   compression: false,
@@ -73,7 +73,7 @@ export interface ConnectOptions extends WebSocketConnectionOptions {
  *
  * @example
  * ```ts
- * import { connect } from "../../mod.ts";
+ * import { connect } from "@wse/engine/transport";
  * const ws = await connect("ws://127.0.0.1:8080/chat?room=1", {
  *   protocols: ["chat.v1"],
  *   headers: { Authorization: "Bearer t" },

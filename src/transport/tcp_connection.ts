@@ -60,7 +60,7 @@ import {
  *
  * @example
  * ```ts
- * import type { WebSocketConnectionOptions } from "../../mod.ts";
+ * import type { WebSocketConnectionOptions } from "@wse/engine/transport";
  * const tuning: WebSocketConnectionOptions = {
  *   closeRetryMs: 1000,
  *   closeGiveUpMs: 5000,
@@ -105,7 +105,7 @@ export interface WebSocketConnectionOptions {
  *
  * @example
  * ```ts
- * import type { ConnectionStats, WebSocketConnection } from "../../mod.ts";
+ * import type { ConnectionStats, WebSocketConnection } from "@wse/engine/transport";
  * function report(ws: WebSocketConnection): void {
  *   const s: ConnectionStats = ws.stats;
  *   console.log(`${s.messagesIn} in (${s.bytesIn} B), ${s.messagesOut} out (${s.bytesOut} B)`);
@@ -128,7 +128,7 @@ export interface ConnectionStats {
  *
  * @example
  * ```ts
- * import type { ConnectionState } from "../../mod.ts";
+ * import type { ConnectionState } from "@wse/engine/transport";
  * const state: ConnectionState = "closing";
  * console.log(state);
  * ```
@@ -203,7 +203,7 @@ function flushAll(): void {
  *
  * @example
  * ```ts
- * import { connect } from "../../mod.ts";
+ * import { connect } from "@wse/engine/transport";
  * const ws = await connect("ws://127.0.0.1:8080/");
  * await ws.send("hello");
  * for await (const message of ws) {

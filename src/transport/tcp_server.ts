@@ -47,7 +47,7 @@ import type { HandshakeInfo } from "./types.ts";
  *
  * @example
  * ```ts
- * import type { UpgradeRequest } from "../../mod.ts";
+ * import type { UpgradeRequest } from "@wse/engine/transport";
  * function room(request: UpgradeRequest): string | null {
  *   return new URL(request.url, "http://x").searchParams.get("room");
  * }
@@ -69,7 +69,7 @@ export interface UpgradeRequest {
  *
  * @example
  * ```ts
- * import type { UpgradeOptions } from "../../mod.ts";
+ * import type { UpgradeOptions } from "@wse/engine/transport";
  * const options: UpgradeOptions = {
  *   protocols: ["chat.v2", "chat.v1"],
  *   checkOrigin: (origin) => origin === "https://example.com",
@@ -112,7 +112,7 @@ export interface UpgradeOptions extends WebSocketConnectionOptions {
  *
  * @example
  * ```ts
- * import type { ServeOptions } from "../../mod.ts";
+ * import type { ServeOptions } from "@wse/engine/transport";
  * const options: ServeOptions = {
  *   port: 8080,
  *   hostname: "127.0.0.1",
@@ -146,7 +146,7 @@ export interface ServeOptions extends UpgradeOptions {
  *
  * @example
  * ```ts
- * import { serve, type WebSocketServer } from "../../mod.ts";
+ * import { serve, type WebSocketServer } from "@wse/engine/transport";
  * const server: WebSocketServer = serve({ port: 0, onConnection: () => {} });
  * console.log(server.port, server.connections.size);
  * await server.close();
@@ -341,7 +341,7 @@ async function upgrade(
  *
  * @example
  * ```ts
- * import { serve } from "../../mod.ts";
+ * import { serve } from "@wse/engine/transport";
  * const server = serve({
  *   port: 0,
  *   protocols: ["chat.v1"],
@@ -485,7 +485,7 @@ function headersOf(req: IncomingMessage): Headers {
  * @example
  * ```ts
  * import { createServer } from "node:http";
- * import { handleNodeUpgrade } from "../../mod.ts";
+ * import { handleNodeUpgrade } from "@wse/engine/transport";
  * const server = createServer((_req, res) => res.end("plain HTTP here"));
  * server.on("upgrade", async (req, socket, head) => {
  *   const ws = await handleNodeUpgrade(req, socket, head, { protocols: ["chat.v1"] });

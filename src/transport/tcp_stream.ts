@@ -18,7 +18,7 @@ import { recycleBuffer, takeBuffer } from "./tcp_buffers.ts";
  *
  * @example
  * ```ts
- * import type { StreamAddr } from "../../mod.ts";
+ * import type { StreamAddr } from "@wse/engine/transport";
  * const addr: StreamAddr = { hostname: "127.0.0.1", port: 8080 };
  * console.log(`${addr.hostname}:${addr.port}`);
  * ```

@@ -6,15 +6,43 @@
  * @module
  */
 
-/** A data message as delivered to handlers: text as a string, binary as bytes. */
+/**
+ * A data message as delivered to handlers: text as a string, binary as bytes.
+ *
+ * @example
+ * ```ts
+ * import type { WireMessage } from "./types.ts";
+ * const describe = (m: WireMessage) => m.type === "text" ? m.data : `${m.data.length} bytes`;
+ * console.log(describe({ type: "text", data: "hi" })); // "hi"
+ * ```
+ */
 export type WireMessage =
   | { readonly type: "text"; readonly data: string }
   | { readonly type: "binary"; readonly data: Uint8Array };
 
-/** What can be sent: a string goes out as a text frame, bytes as a binary frame. */
+/**
+ * What can be sent: a string goes out as a text frame, bytes as a binary frame.
+ *
+ * @example
+ * ```ts
+ * import type { OutgoingData } from "./types.ts";
+ * const text: OutgoingData = "hello"; // a text frame
+ * const bytes: OutgoingData = new Uint8Array([1, 2, 3]); // a binary frame
+ * ```
+ */
 export type OutgoingData = string | Uint8Array;
 
-/** How a connection ended. */
+/**
+ * How a connection ended.
+ *
+ * @example
+ * ```ts
+ * import type { CloseInfo } from "./types.ts";
+ * const explain = (c: CloseInfo) =>
+ *   c.initiator === "drop" ? "dropped" : `${c.code} "${c.reason}" from ${c.initiator}`;
+ * console.log(explain({ code: 1000, reason: "bye", wasClean: true, initiator: "remote" }));
+ * ```
+ */
 export interface CloseInfo {
   /** The close code: the peer's, ours, 1005 when a close frame had no code, 1006 on a drop. */
   readonly code: number;
@@ -26,7 +54,16 @@ export interface CloseInfo {
   readonly initiator: "local" | "remote" | "drop";
 }
 
-/** What the opening handshake gave. Fields an adapter cannot see are left undefined. */
+/**
+ * What the opening handshake gave. Fields an adapter cannot see are left undefined.
+ *
+ * @example
+ * ```ts
+ * import type { HandshakeInfo } from "./types.ts";
+ * const chosen = (h: HandshakeInfo) => h.protocol || "(no subprotocol)";
+ * console.log(chosen({ protocol: "chat.v1", extensions: "" })); // "chat.v1"
+ * ```
+ */
 export interface HandshakeInfo {
   /** The subprotocol the server selected ("" for none). */
   readonly protocol: string;
@@ -38,7 +75,19 @@ export interface HandshakeInfo {
   readonly headers?: Headers;
 }
 
-/** Options an adapter's `dial` receives. Adapters reject options they cannot honour. */
+/**
+ * Options an adapter's `dial` receives. Adapters reject options they cannot honour.
+ *
+ * @example
+ * ```ts
+ * import type { DialOptions } from "./types.ts";
+ * const options: DialOptions = {
+ *   protocols: ["chat.v1"],
+ *   handshakeTimeoutMs: 5000,
+ *   maxPayload: 1 << 20,
+ * };
+ * ```
+ */
 export interface DialOptions {
   /** Subprotocols offered, in preference order. */
   readonly protocols?: readonly string[];
@@ -74,6 +123,12 @@ export interface DialOptions {
  * - `"drop-newest"` / `"drop-oldest"`: drop a message and report each drop as a {@linkcode ReadOverflowError}.
  *
  * Nothing is ever dropped silently.
+ *
+ * @example
+ * ```ts
+ * import type { OverflowPolicy } from "./types.ts";
+ * const policy: OverflowPolicy = "drop-oldest"; // keep the newest messages, report each drop
+ * ```
  */
 export type OverflowPolicy = "close" | "drop-newest" | "drop-oldest";
 
@@ -106,7 +161,18 @@ export interface MessageSink {
   writable(): Promise<void>;
 }
 
-/** An open connection made by an adapter. */
+/**
+ * An open connection made by an adapter.
+ *
+ * @example
+ * ```ts
+ * import type { AdapterConnection } from "./types.ts";
+ * async function closeNicely(c: AdapterConnection): Promise<void> {
+ *   const info = await c.close(1000, "bye", 2000);
+ *   console.log(info.code, info.wasClean);
+ * }
+ * ```
+ */
 export interface AdapterConnection {
   /** What the handshake gave. */
   readonly handshake: HandshakeInfo;
@@ -157,7 +223,19 @@ export interface AdapterConnection {
   terminate(): void;
 }
 
-/** A way to open connections: one per runtime WebSocket implementation. */
+/**
+ * A way to open connections: one per runtime WebSocket implementation.
+ *
+ * @example
+ * ```ts
+ * import type { AdapterConnection, WebSocketAdapter } from "./types.ts";
+ * import { whatwgAdapter } from "./whatwg_adapter.ts";
+ * const adapter: WebSocketAdapter = whatwgAdapter();
+ * function open(url: string): Promise<AdapterConnection> {
+ *   return adapter.dial(new URL(url), { handshakeTimeoutMs: 5000 });
+ * }
+ * ```
+ */
 export interface WebSocketAdapter {
   /** A short name used in logs, spans and errors ("whatwg", "ws", "wse"). */
   readonly name: string;

@@ -85,7 +85,15 @@ export interface ClusterHost {
   readonly telemetry: Telemetry;
 }
 
-/** A node as the cluster sees it. */
+/**
+ * A node as the cluster sees it.
+ *
+ * @example
+ * ```ts
+ * import type { NodeInfo } from "./cluster.ts";
+ * const quiet = (n: NodeInfo) => Date.now() - n.lastSeen > 5000;
+ * ```
+ */
 export interface NodeInfo {
   /** The node's name (the prefix of its connection ids). */
   readonly node: string;
@@ -93,7 +101,16 @@ export interface NodeInfo {
   readonly lastSeen: number;
 }
 
-/** The answer of a count across the cluster. */
+/**
+ * The answer of a count across the cluster.
+ *
+ * @example
+ * ```ts
+ * import type { ClusterCount } from "./cluster.ts";
+ * const show = (c: ClusterCount) =>
+ *   `${c.total} connections${c.missing.length ? ` (${c.missing.join(", ")} did not answer)` : ""}`;
+ * ```
+ */
 export interface ClusterCount {
   /** Connections on every node that answered. */
   readonly total: number;
