@@ -11,7 +11,7 @@
  * @module
  */
 
-import ts from "npm:typescript@5.9.3";
+import ts from "typescript";
 
 const ROOT = new URL("../", import.meta.url);
 const OUT = new URL("dist/npm/", ROOT);
