@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { threadId } from "node:worker_threads";
-import { WebSocketEngine, wsAdapter } from "@wse/engine";
+import { NotSupportedError, WebSocketEngine, whatwgAdapter, wsAdapter } from "@wse/engine";
 import { serve } from "@wse/engine/transport";
 import { client, testCertificates, TIMEOUT, until } from "./helpers.mjs";
 
@@ -57,6 +57,48 @@ for (const [name, adapter] of [["default (our transport)", undefined], ["npm:ws"
     }
   });
 }
+
+test(
+  "engine, WHATWG adapter: the runtime's WebSocket, or a clear error without one",
+  TIMEOUT,
+  async () => {
+    const { server, url } = await echoServer();
+    const { engine, got } = recordingEngine(url, { adapter: whatwgAdapter() });
+    try {
+      if (typeof globalThis.WebSocket !== "function") {
+        // Node 20 has no global WebSocket (a client since Node 22)
+        await assert.rejects(() => engine.start(), (e) => {
+          assert.ok(e.cause instanceof NotSupportedError, String(e.cause));
+          assert.match(e.cause.message, /no global WebSocket/);
+          return true;
+        });
+        return;
+      }
+      await engine.start();
+      await engine.send("via the runtime's WebSocket");
+      await until(() => got.length === 1, "the echo");
+      assert.equal(got[0], "via the runtime's WebSocket");
+    } finally {
+      await engine.stop();
+      await server.close();
+    }
+  },
+);
+
+test("our transport: permessage-deflate (node:zlib) both ends", TIMEOUT, async () => {
+  const { server, url } = await echoServer({ compression: true });
+  try {
+    const c = await client(url); // offers permessage-deflate by default
+    assert.match(c.ws.extensions, /permessage-deflate/);
+    const big = "compressible ".repeat(10_000);
+    await c.ws.send(big);
+    assert.equal(await c.next(), big);
+    assert.ok(c.ws.stats.bytesIn < big.length / 10, JSON.stringify(c.ws.stats));
+    await c.ws.close();
+  } finally {
+    await server.close();
+  }
+});
 
 test("engine: reconnects when the server drops the connection", TIMEOUT, async () => {
   const { server, peers, url } = await echoServer();
