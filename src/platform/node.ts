@@ -174,8 +174,8 @@ export function nodeRuntime(): Runtime {
   return {
     name,
     tcp: true,
-    // Bun's WebSocket takes `{ headers }`; Node's (undici, a client since Node 22) does not.
-    webSocketHeaders: bun !== undefined,
+    // Where there is a global WebSocket (Bun; Node from 22, undici's), it takes `{ headers }`.
+    webSocketHeaders: true,
     cpuCount: typeof availableParallelism === "function" ? availableParallelism() : cpus().length,
     pathUrl: (path) => pathToFileURL(resolve(path)),
     dialTcp,

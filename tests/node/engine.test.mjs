@@ -10,16 +10,19 @@ import { client, testCertificates, TIMEOUT, until } from "./helpers.mjs";
 /** A server on our transport, echoing unless `echo` is false; `peers` holds its connections. */
 async function echoServer(options = {}, echo = true) {
   const peers = [];
+  const requests = [];
   const server = serve({
     port: 0,
     ...options,
-    onConnection: async (ws) => {
+    onConnection: async (ws, request) => {
       peers.push(ws);
+      requests.push(request);
       if (echo) { for await (const m of ws) await ws.send(m.data); }
     },
   });
   await server.listening;
-  return { server, peers, url: `${options.tls ? "wss" : "ws"}://localhost:${server.port}/` };
+  const url = `${options.tls ? "wss" : "ws"}://localhost:${server.port}/`;
+  return { server, peers, requests, url };
 }
 
 /** An engine that records what its main-thread onMessage got. */
