@@ -44,16 +44,15 @@ function listenTcp(options: TcpListenOptions): TcpListener {
   };
 }
 
-async function spawnProcess(program: string, args: string[]): Promise<ChildProcessHandle | null> {
+function spawnProcess(program: string, args: string[]): Promise<ChildProcessHandle | null> {
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(program, { args, stdin: "null", stdout: "null", stderr: "null" })
       .spawn();
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
+    return e instanceof Deno.errors.NotFound ? Promise.resolve(null) : Promise.reject(e);
   }
-  return await Promise.resolve({
+  return Promise.resolve({
     pid: child.pid,
     exited: child.status.then((s) => ({ code: s.code, signal: s.signal })),
     kill(signal) {
