@@ -342,6 +342,8 @@ async function upgrade(
 
 /**
  * Listens on `hostname:port` and upgrades every connection that sends a valid WebSocket request.
+ * Deno binds at once (and throws when it cannot); Node and Bun bind asynchronously: await
+ * `listening` before reading `port`.
  *
  * @example
  * ```ts
@@ -354,6 +356,7 @@ async function upgrade(
  *     for await (const message of ws) await ws.send(message.data); // echo
  *   },
  * });
+ * await server.listening;
  * console.log("listening on", server.port);
  * await server.close();
  * ```

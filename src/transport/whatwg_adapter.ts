@@ -57,7 +57,11 @@ export function whatwgAdapter(options: {
     dial(url: URL, dialOptions: DialOptions): Promise<AdapterConnection> {
       const Ctor = options.WebSocket ?? (globalThis.WebSocket as unknown as WebSocketConstructor);
       if (typeof Ctor !== "function") {
-        return Promise.reject(new NotSupportedError("this runtime has no global WebSocket"));
+        return Promise.reject(
+          new NotSupportedError(
+            `${runtime.name} has no global WebSocket: use wseAdapter() (the default) or wsAdapter()`,
+          ),
+        );
       }
       if (
         dialOptions.headers && Object.keys(dialOptions.headers).length > 0 &&

@@ -42,7 +42,7 @@ async function lockedVersions(names: string[]): Promise<string[]> {
 }
 
 /** Builds dist/npm, installs its dependencies, links it where the tests import it from. */
-export async function prepare(): Promise<void> {
+async function prepare(): Promise<void> {
   await run(Deno.execPath(), ["run", "-A", "scripts/build_npm.ts"], ROOT);
   const pkg = JSON.parse(await Deno.readTextFile(new URL("package.json", DIST)));
   const deps = await lockedVersions(Object.keys(pkg.dependencies ?? {}));
