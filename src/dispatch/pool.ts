@@ -798,12 +798,13 @@ export class PoolDispatcher implements Dispatcher {
   async close(timeoutMs: number): Promise<{ abandoned: number }> {
     if (this.#closed) return { abandoned: 0 };
     this.#closing = true;
+    // Stop first: a worker woken by a lease's release below must see STOP, not take a record.
+    for (const w of this.#writers) w.close();
     for (const c of this.#conns) {
       if (!c) continue;
       for (const lease of c.leases) lease.revoke(new ConnectionClosedError("the pool closed"));
       c.leases.clear();
     }
-    for (const w of this.#writers) w.close();
     for (const s of this.#slots) if (s.alive) this.#post(s, { t: "stop" });
     await within(Promise.all(this.#slots.map((s) => s.stopped.promise)), { timeoutMs }).catch(
       () => {},
