@@ -5,10 +5,11 @@
  *   `onClose`, `onReadError`, `onCloseError`, `onRestartError`), jittered backoff, a pause button,
  *   an opt-in offline send buffer and a graceful `stop()`; errors no callback handles go to a
  *   rate-limited `logger`.
- * - `onMessage` in a pool of Web Workers (the `workers` option), fed through a SharedArrayBuffer
- *   ring; the read lock and the pause button are one Atomics mutex.
- * - Its own RFC 6455 client (the default adapter where `Deno.connect` exists), or the runtime's
- *   `WebSocket`, or `npm:ws`.
+ * - `onMessage` in a pool of workers (the `workers` option; Web Workers, `worker_threads` on
+ *   Node), fed through a SharedArrayBuffer ring; the read lock and the pause button are one
+ *   Atomics mutex.
+ * - Its own RFC 6455 client (the default adapter where the runtime has TCP: Deno, Node, Bun), or
+ *   the runtime's `WebSocket`, or `npm:ws`.
  *
  * Other entry points: `@wse/engine/transport` (our client and server on raw TCP),
  * `@wse/engine/protocol` (the sans-I/O codec), `@wse/engine/testing` (a test kit).

@@ -1,6 +1,6 @@
 // The layer rule: every import under src/ points down (or sideways within its own folder).
 //   protocol ← transport ← dispatch ← engine, server
-//   util, testing, telemetry: used by all, importing none of the layers above.
+//   util, platform, testing, telemetry: used by all, importing none of the layers above.
 import assert from "node:assert/strict";
 
 const SRC = new URL("../src/", import.meta.url);
@@ -8,13 +8,14 @@ const SRC = new URL("../src/", import.meta.url);
 /** What each folder may import besides itself. */
 const ALLOWED: Record<string, string[]> = {
   util: [],
-  telemetry: ["util"],
-  testing: ["util"],
-  protocol: ["util", "telemetry"],
-  transport: ["protocol", "util", "telemetry"],
-  dispatch: ["transport", "util", "telemetry"],
-  engine: ["dispatch", "transport", "protocol", "util", "telemetry"],
-  server: ["dispatch", "transport", "protocol", "util", "telemetry"],
+  platform: [],
+  telemetry: ["util", "platform"],
+  testing: ["util", "platform"],
+  protocol: ["util", "platform", "telemetry"],
+  transport: ["protocol", "util", "platform", "telemetry"],
+  dispatch: ["transport", "util", "platform", "telemetry"],
+  engine: ["dispatch", "transport", "protocol", "util", "platform", "telemetry"],
+  server: ["dispatch", "transport", "protocol", "util", "platform", "telemetry"],
 };
 
 async function* files(dir: URL): AsyncGenerator<URL> {

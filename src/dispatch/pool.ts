@@ -1,6 +1,6 @@
 /**
- * `PoolDispatcher`: runs handlers in a pool of Web Workers fed through SharedArrayBuffer rings,
- * for any number of connections at once.
+ * `PoolDispatcher`: runs handlers in a pool of workers (Web Workers; `worker_threads` on Node)
+ * fed through SharedArrayBuffer rings, for any number of connections at once.
  *
  * The main thread (which owns the sockets) is the only writer of the rings. Workers take the read
  * lock (an Atomics mutex in shared memory), claim one record, release the lock and run the handler
@@ -14,6 +14,8 @@
  * @module
  */
 
+import { runtime } from "../platform/runtime.ts";
+import type { WorkerHandle } from "../platform/types.ts";
 import {
   ConnectionClosedError,
   NotSupportedError,
@@ -80,7 +82,7 @@ export interface PoolOptions {
    * as a path relative to the current working directory.
    */
   module: string | URL;
-  /** Number of workers (1..64). Default: `navigator.hardwareConcurrency`. */
+  /** Number of workers (1..64). Default: the number of CPUs. */
   count?: number;
   /**
    * `"shared"`: any free worker takes the next message. `"sticky"`: each connection is handled by
@@ -223,7 +225,7 @@ interface Slot {
   index: number;
   id: string;
   token: number;
-  worker: Worker;
+  worker: WorkerHandle;
   writer: RingWriter;
   alive: boolean;
   ready: Deferred<void>;
@@ -256,8 +258,7 @@ export function resolveModule(module: string | URL): URL {
   try {
     return new URL(module);
   } catch {
-    const cwd = Deno.cwd().replace(/\\/g, "/");
-    return new URL(module, `file://${cwd.startsWith("/") ? "" : "/"}${cwd}/`);
+    return runtime.pathUrl(module);
   }
 }
 
@@ -379,7 +380,7 @@ export class PoolDispatcher implements Dispatcher {
     if (unshared) throw new NotSupportedError(unshared);
     this.#moduleUrl = resolveModule(options.module);
     this.#contextUrl = setup.context;
-    this.#count = Math.min(MAX_WORKERS, options.count ?? navigator.hardwareConcurrency ?? 1);
+    this.#count = Math.min(MAX_WORKERS, options.count ?? runtime.cpuCount);
     this.#sticky = (options.assign ?? setup.assign ?? "shared") === "sticky";
     this.#key = options.orderingKey;
     this.#perConnection = !this.#sticky && !this.#key && (setup.order ?? "connection") ===
@@ -637,7 +638,11 @@ export class PoolDispatcher implements Dispatcher {
   // ---- workers ----
 
   #spawn(index: number): Slot {
-    const worker = new Worker(WORKER_URL, { type: "module" });
+    // Its events arrive in later turns, once `slot` below is set.
+    const worker = runtime.spawnWorker(WORKER_URL, {
+      message: (data) => this.#onWorkerMessage(slot, data as FromWorker),
+      died: (reason, cause) => this.#onDeath(slot, reason, cause),
+    });
     const writer = this.#sticky ? this.#writers[index] : this.#writers[0];
     const slot: Slot = {
       index,
@@ -653,12 +658,6 @@ export class PoolDispatcher implements Dispatcher {
     };
     slot.ready.promise.catch(() => {});
     this.#slots[index] = slot;
-    worker.onmessage = (e: MessageEvent<FromWorker>) => this.#onWorkerMessage(slot, e.data);
-    worker.onerror = (e: ErrorEvent) => {
-      e.preventDefault();
-      this.#onDeath(slot, `uncaught ${e.message}`, e.error);
-    };
-    worker.onmessageerror = () => {};
     const base = C.WORKER_BASE + index * WORKER_STRIDE;
     Atomics.store(writer.ctl, base + W_INFLIGHT, 0);
     Atomics.store(writer.ctl, base + W_ASLEEP, 0);
@@ -677,7 +676,7 @@ export class PoolDispatcher implements Dispatcher {
   }
 
   #post(slot: Slot, message: ToWorker): void {
-    slot.worker.postMessage(message);
+    slot.worker.post(message);
   }
 
   #onWorkerMessage(slot: Slot, msg: FromWorker): void {
@@ -822,12 +821,13 @@ export class PoolDispatcher implements Dispatcher {
   async close(timeoutMs: number): Promise<{ abandoned: number }> {
     if (this.#closed) return { abandoned: 0 };
     this.#closing = true;
+    // Stop first: a worker woken by a lease's release below must see STOP, not take a record.
+    for (const w of this.#writers) w.close();
     for (const c of this.#conns) {
       if (!c) continue;
       for (const lease of c.leases) lease.revoke(new ConnectionClosedError("the pool closed"));
       c.leases.clear();
     }
-    for (const w of this.#writers) w.close();
     for (const s of this.#slots) if (s.alive) this.#post(s, { t: "stop" });
     await within(Promise.all(this.#slots.map((s) => s.stopped.promise)), { timeoutMs }).catch(
       () => {},

@@ -7,8 +7,7 @@
  * @module
  */
 
-/// <reference lib="deno.worker" />
-
+import { runtime } from "../platform/runtime.ts";
 import { ConnectionClosedError, type OutgoingData } from "../transport/types.ts";
 import { type Deferred, deferred, within } from "../util/async.ts";
 import { Lease } from "./lease.ts";
@@ -50,8 +49,10 @@ let flushScheduled = false;
 let callSeq = 0;
 let stopping = false;
 
+const parent = runtime.parentPort();
+
 function postToMain(message: FromWorker): void {
-  self.postMessage(message);
+  parent.post(message);
 }
 
 function flush(): void {
@@ -122,8 +123,8 @@ function owned<T>(value: T): T {
 }
 
 // registered before the first await: the init message must not be missed
-self.onmessage = (e: MessageEvent<ToWorker>) => {
-  const m = e.data;
+parent.listen((data) => {
+  const m = data as ToWorker;
   if (m.t === "init") {
     start(m).catch((err) => {
       postToMain({ t: "init-error", error: String(err?.message ?? err) });
@@ -139,14 +140,10 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
   } else if (m.t === "stop") {
     stopping = true;
   }
-};
+});
 
 // a handler that closes its worker: tell the pool first, so it can recover at once
-const nativeClose = self.close.bind(self);
-self.close = () => {
-  postToMain({ t: "closing" });
-  nativeClose();
-};
+parent.onSelfClose(() => postToMain({ t: "closing" }));
 
 async function start(init: InitMessage): Promise<void> {
   let mod: Handlers;

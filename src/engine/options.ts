@@ -5,6 +5,7 @@
  * @module
  */
 
+import { runtime } from "../platform/runtime.ts";
 import type {
   CloseInfo,
   OverflowPolicy,
@@ -215,8 +216,8 @@ export interface EngineOptions {
   client: EngineClient;
   /**
    * How to open connections. Default: `wseAdapter()` (our own RFC 6455 client: read
-   * back-pressure, ping, heartbeat) where the runtime has `Deno.connect`, else `whatwgAdapter()`
-   * (the runtime's `WebSocket`, e.g. in browsers).
+   * back-pressure, ping, heartbeat) where the runtime has TCP sockets (Deno, Node, Bun), else
+   * `whatwgAdapter()` (the runtime's `WebSocket`, e.g. in browsers).
    */
   adapter?: WebSocketAdapter;
   /** Subprotocols offered, in preference order. */
@@ -460,8 +461,7 @@ function optionalPositiveInt(field: string, value: unknown): number | undefined 
 
 /** Our own client where the runtime can open TCP sockets, the runtime's `WebSocket` elsewhere. */
 function defaultAdapter(): WebSocketAdapter {
-  const deno = (globalThis as { Deno?: { connect?: unknown } }).Deno;
-  return typeof deno?.connect === "function" ? wseAdapter() : whatwgAdapter();
+  return runtime.tcp ? wseAdapter() : whatwgAdapter();
 }
 
 /**

@@ -35,6 +35,7 @@ import type {
   WireMessage,
 } from "../transport/types.ts";
 import { wrapWebSocket } from "../transport/whatwg_adapter.ts";
+import { runtime } from "../platform/runtime.ts";
 import { within } from "../util/async.ts";
 import { type ConnectInfo, type ConnectionInfo, context, type DisconnectInfo } from "./context.ts";
 import { SendBufferError, UnknownConnectionError } from "./errors.ts";
@@ -383,7 +384,8 @@ export class Server {
       return Promise.reject(e); // e.g. the port is taken
     }
     this.#listening.add(listener);
-    return Promise.resolve({ port: listener.port, hostname: listener.hostname });
+    // Node and Bun bind asynchronously (a taken port rejects here).
+    return listener.listening.then(() => ({ port: listener.port, hostname: listener.hostname }));
   }
 
   /**
@@ -415,7 +417,7 @@ export class Server {
     ).filter(Boolean);
     const protocol = this.#o.protocols?.find((p) => offered.includes(p));
     const headers = headerRecord(request.headers); // the request is gone once answered
-    const { socket, response } = Deno.upgradeWebSocket(request, {
+    const { socket, response } = runtime.upgradeWebSocket(request, {
       protocol,
       idleTimeout: this.#o.keepAlive ? Math.ceil(this.#o.keepAlive.intervalMs / 1000) : 0,
     });

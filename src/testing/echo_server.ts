@@ -1,5 +1,5 @@
 /**
- * A public test kit for users' own tests (Deno): a restartable, fault-injecting echo server on
+ * A public test kit for users' own tests (Deno only): a restartable, fault-injecting echo server on
  * 127.0.0.1. It sits behind a TCP proxy that can drop every connection at once (the client sees
  * 1006, as when a server is killed), hang (forward nothing, close nothing), refuse handshakes
  * with an HTTP status, and come back on the same port.
@@ -16,6 +16,8 @@
  *
  * @module
  */
+
+import { runtime } from "../platform/runtime.ts";
 
 /**
  * A restartable, fault-injecting echo server (see {@linkcode startEchoServer}).
@@ -101,6 +103,10 @@ function closeQuietly(c: { close(): void }): void {
  * ```
  */
 export function startEchoServer(): EchoServer {
+  runtime.requireDeno(
+    "startEchoServer (its peer is Deno.serve's own WebSocket)",
+    'test against serve() from "@wse/engine/transport" instead',
+  );
   const sockets = new Set<WebSocket>();
   const received: (string | ArrayBuffer)[] = [];
   const upgrades: Headers[] = [];

@@ -1,7 +1,7 @@
 /**
- * A throwaway `redis-server` for tests and examples (Deno): it listens on a free 127.0.0.1 port
- * with its own temporary directory, keeps nothing on disk unless asked, can crash and come back
- * on the same port (a Redis restart as clients see it), and is stopped for sure.
+ * A throwaway `redis-server` for tests and examples (Deno, Node, Bun): it listens on a free
+ * 127.0.0.1 port with its own temporary directory, keeps nothing on disk unless asked, can crash
+ * and come back on the same port (a Redis restart as clients see it), and is stopped for sure.
  *
  * It runs the `redis-server` binary of the Debian package of that name; when the binary is not
  * on `PATH`, {@linkcode startRedisServer} rejects with {@linkcode RedisServerNotInstalledError}.
@@ -16,6 +16,12 @@
  *
  * @module
  */
+
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runtime } from "../platform/runtime.ts";
+import type { ChildProcessHandle } from "../platform/types.ts";
 
 /** How long a start may take before it is reported as failed. */
 const READY_TIMEOUT_MS = 10_000;
@@ -118,51 +124,43 @@ export interface RedisServer {
  */
 export async function redisServerInstalled(binary = "redis-server"): Promise<boolean> {
   try {
-    const out = await new Deno.Command(binary, { args: ["--version"], stdin: "null" }).output();
-    return out.success;
+    const child = await runtime.spawnProcess(binary, ["--version"]);
+    return child !== null && (await child.exited).code === 0;
   } catch {
     return false;
   }
 }
 
 /** Asks the OS for a free loopback port (there is a short race until redis-server binds it). */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
+async function freePort(): Promise<number> {
+  const l = runtime.listenTcp({ hostname: "127.0.0.1", port: 0 });
+  try {
+    await l.ready;
+    return l.addr.port;
+  } finally {
+    l.close();
+  }
 }
 
-/** True once a `PING` on `port` is answered with `+PONG`. */
-async function pong(port: number): Promise<boolean> {
-  let conn: Deno.Conn | undefined;
+/** The log, or "" when there is none yet. */
+async function logText(dir: string): Promise<string> {
   try {
-    conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    await conn.write(new TextEncoder().encode("PING\r\n"));
-    const buf = new Uint8Array(64);
-    const n = await conn.read(buf);
-    return n !== null && new TextDecoder().decode(buf.subarray(0, n)).startsWith("+PONG");
+    return await readFile(join(dir, "redis.log"), "utf8");
   } catch {
-    return false;
-  } finally {
-    conn?.close();
+    return "";
   }
 }
 
 async function readLog(dir: string): Promise<string> {
-  try {
-    const text = await Deno.readTextFile(`${dir}/redis.log`);
-    return text.split("\n").slice(-12).join("\n");
-  } catch {
-    return "(no log)";
-  }
+  const text = await logText(dir);
+  return text ? text.split("\n").slice(-12).join("\n") : "(no log)";
 }
 
 /**
  * Starts `redis-server` on a free 127.0.0.1 port and resolves once it answers `PING`.
  *
- * The process is also killed when this Deno process unloads, so a test that forgets
- * {@linkcode RedisServer.stop} does not leave it running (a SIGKILL of Deno itself still would).
+ * The process is also killed when this process exits, so a test that forgets
+ * {@linkcode RedisServer.stop} does not leave it running (a SIGKILL of this process still would).
  *
  * @example
  * ```ts
@@ -174,17 +172,13 @@ async function readLog(dir: string): Promise<string> {
  */
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
   const binary = options.binary ?? "redis-server";
-  const dir = await Deno.makeTempDir({ prefix: "wse-redis-" });
+  const dir = await mkdtemp(join(tmpdir(), "wse-redis-"));
   const persistence = options.persistence ?? false;
   let port = 0;
-  let child: Deno.ChildProcess | undefined;
+  let child: ChildProcessHandle | undefined;
   let stopped = false;
-  // Killing synchronously at unload is the only cleanup left when a caller never calls stop().
-  const onUnload = () => {
-    try {
-      child?.kill("SIGKILL");
-    } catch { /* already gone */ }
-  };
+  // Killing synchronously at exit is the only cleanup left when a caller never calls stop().
+  const onUnload = () => child?.kill("SIGKILL");
 
   const spawn = async (): Promise<void> => {
     const args = [
@@ -206,31 +200,21 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       "always",
       ...(options.args ?? []),
     ];
-    try {
-      child = new Deno.Command(binary, {
-        args,
-        stdin: "null",
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) throw new RedisServerNotInstalledError(binary);
-      throw e;
-    }
-    const proc = child;
+    // Ready is what redis-server logs once it listens and has loaded its data: only this
+    // start's lines count (a restart appends to the same log).
+    const logged = (await logText(dir)).length;
+    const proc = await runtime.spawnProcess(binary, args);
+    if (!proc) throw new RedisServerNotInstalledError(binary);
+    child = proc;
     let exited = false;
-    proc.status.then(() => (exited = true));
+    proc.exited.then(() => (exited = true));
     const deadline = Date.now() + READY_TIMEOUT_MS;
     while (Date.now() < deadline && !exited) {
-      if (await pong(port)) return;
+      if ((await logText(dir)).includes("Ready to accept connections", logged)) return;
       await new Promise((r) => setTimeout(r, 20));
     }
-    if (!exited) {
-      try {
-        proc.kill("SIGKILL");
-      } catch { /* exited meanwhile */ }
-    }
-    const status = await proc.status;
+    if (!exited) proc.kill("SIGKILL");
+    const status = await proc.exited;
     child = undefined;
     throw new Error(
       `redis-server did not become ready on 127.0.0.1:${port} ` +
@@ -242,29 +226,25 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     const proc = child;
     if (!proc) return;
     child = undefined;
-    try {
-      proc.kill("SIGCONT"); // a paused process would not act on SIGTERM
-      proc.kill(signal);
-    } catch { /* already exited */ }
+    proc.kill("SIGCONT"); // a paused process would not act on SIGTERM
+    proc.kill(signal);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const forced = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
-        try {
-          proc.kill("SIGKILL");
-        } catch { /* exited */ }
+        proc.kill("SIGKILL");
         resolve();
       }, TERM_TIMEOUT_MS);
     });
-    await Promise.race([proc.status, forced]);
+    await Promise.race([proc.exited, forced]);
     clearTimeout(timer);
-    await proc.status;
+    await proc.exited;
   };
 
-  globalThis.addEventListener("unload", onUnload);
+  const offExit = runtime.onExit(onUnload);
   try {
     // The free port may be taken by someone else before redis-server binds it: try a few.
     for (let attempt = 0;; attempt++) {
-      port = freePort();
+      port = await freePort();
       try {
         await spawn();
         break;
@@ -273,8 +253,8 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       }
     }
   } catch (e) {
-    globalThis.removeEventListener("unload", onUnload);
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    offExit();
+    await rm(dir, { recursive: true, force: true }).catch(() => {});
     throw e;
   }
 
@@ -301,8 +281,8 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       if (stopped) return;
       stopped = true;
       await halt("SIGTERM");
-      globalThis.removeEventListener("unload", onUnload);
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      offExit();
+      await rm(dir, { recursive: true, force: true }).catch(() => {});
     },
   };
 }

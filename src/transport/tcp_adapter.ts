@@ -71,7 +71,7 @@ class WseAdapterConnection implements AdapterConnection {
 }
 
 /**
- * The adapter named "wse": dials with our own RFC 6455 client on `Deno.connect`/`Deno.connectTls`.
+ * The adapter named "wse": dials with our own RFC 6455 client on the runtime's TCP and TLS sockets.
  *
  * @example
  * ```ts

@@ -1,6 +1,7 @@
 /**
- * `connect()`: our RFC 6455 client on `Deno.connect` (+ `Deno.startTls` for `wss://`, with
- * `TCP_NODELAY` set on the TCP socket under TLS) — no WebSocket library.
+ * `connect()`: our RFC 6455 client on the runtime's TCP (`Deno.connect` + `Deno.startTls`, or
+ * `node:net`/`node:tls` on Node and Bun; `TCP_NODELAY` set, under TLS too) — no WebSocket
+ * library.
  *
  * `ws://` and `wss://` only (any other scheme is a `DialError`), default ports 80/443, path and
  * query sent as the request target. The whole dial (TCP connect, TLS, HTTP upgrade) has one
@@ -24,11 +25,13 @@ import {
   MAX_HEAD_SIZE,
   validateServerResponse,
 } from "../protocol/handshake.ts";
+import { runtime } from "../platform/runtime.ts";
+import type { RuntimeSocket } from "../platform/types.ts";
 import { TimeoutError } from "../util/async.ts";
 import { Deadline } from "./deadlines.ts";
 import { WebSocketConnection, type WebSocketConnectionOptions } from "./tcp_connection.ts";
 import { readHead } from "./tcp_http.ts";
-import { type ByteStream, denoConnStream } from "./tcp_stream.ts";
+import { type ByteStream, socketStream } from "./tcp_stream.ts";
 import { DialError } from "./types.ts";
 
 /**
@@ -127,9 +130,11 @@ export async function connect(
   let stop: "timeout" | "abort" | undefined;
   let giveUp!: () => void;
   const stopped = new Promise<void>((resolve) => (giveUp = resolve));
+  const dialAbort = new AbortController();
   const end = (why: "timeout" | "abort") => {
     stop ??= why;
     stream?.close();
+    dialAbort.abort();
     giveUp();
   };
   const deadline = new Deadline(() => end("timeout"));
@@ -144,28 +149,25 @@ export async function connect(
       : new DialError("dial aborted", { cause: signal?.reason });
 
   try {
-    // TLS goes over a TCP connection we open ourselves: Deno's TlsConn has no setNoDelay, but
-    // the TCP socket under it can have Nagle turned off before the TLS layer takes it.
-    const dial: Promise<Deno.Conn> = Deno.connect({ hostname, port }).then(
-      (tcp): Deno.Conn | Promise<Deno.Conn> => {
-        try {
-          tcp.setNoDelay(true);
-        } catch { /* best effort */ }
-        if (!tls) return tcp;
-        return Deno.startTls(tcp, { hostname, caCerts: options.caCerts });
-      },
-    );
-    let conn: Deno.Conn | undefined;
+    const dial = runtime.dialTcp({
+      hostname,
+      port,
+      tls,
+      caCerts: options.caCerts,
+      signal: dialAbort.signal,
+    });
+    let socket: RuntimeSocket | undefined;
     try {
-      conn = await Promise.race([dial, stopped.then(() => undefined)]);
+      socket = await Promise.race([dial, stopped.then(() => undefined)]);
     } catch (e) {
+      if (stop) throw stopError(); // the abort above ended the dial
       throw new DialError(`cannot connect to ${u.host}: ${(e as Error).message}`, { cause: e });
     }
-    if (!conn) {
-      dial.then((c) => c.close(), () => {}); // it may still complete: do not leak it
+    if (!socket) {
+      dial.then((s) => socketStream(s).close(), () => {}); // it may still complete: do not leak it
       throw stopError();
     }
-    stream = denoConnStream(conn);
+    stream = socketStream(socket);
     if (stop) {
       stream.close();
       throw stopError();

@@ -1,6 +1,7 @@
 /**
- * Our RFC 6455 server: `serve()` on `Deno.listen`, and `handleNodeUpgrade()` for `node:http`'s
- * `'upgrade'` event. Both end in the same {@linkcode WebSocketConnection}.
+ * Our RFC 6455 server: `serve()` on the runtime's TCP listener (`Deno.listen`, or `node:net` on
+ * Node and Bun), and `handleNodeUpgrade()` for `node:http`'s `'upgrade'` event. Both end in the
+ * same {@linkcode WebSocketConnection}.
  *
  * The opening handshake is checked by the codec: a bad one gets its HTTP answer — 400 (malformed,
  * missing key/headers), 405 (not GET), 426 (not version 13), 431 (head over `maxHeadBytes`), 403
@@ -31,15 +32,12 @@ import {
   rejectionResponse,
   type RequestHead,
 } from "../protocol/handshake.ts";
+import { runtime } from "../platform/runtime.ts";
+import type { RuntimeSocket } from "../platform/types.ts";
 import { Deadline } from "./deadlines.ts";
 import { WebSocketConnection, type WebSocketConnectionOptions } from "./tcp_connection.ts";
 import { answerHttp, readHead } from "./tcp_http.ts";
-import {
-  type ByteStream,
-  denoConnStream,
-  nodeSocketStream,
-  type StreamAddr,
-} from "./tcp_stream.ts";
+import { type ByteStream, nodeSocketStream, socketStream, type StreamAddr } from "./tcp_stream.ts";
 import type { HandshakeInfo } from "./types.ts";
 
 /**
@@ -153,10 +151,16 @@ export interface ServeOptions extends UpgradeOptions {
  * ```
  */
 export interface WebSocketServer {
-  /** The bound port. */
+  /** The bound port (on Node and Bun, once `listening` resolved). */
   readonly port: number;
-  /** The bound address. */
+  /** The bound address (on Node and Bun, once `listening` resolved). */
   readonly hostname: string;
+  /**
+   * Resolves once the socket is bound: at once on Deno (whose `serve()` throws when it cannot
+   * bind), later on Node and Bun, which bind asynchronously; rejects when binding failed (e.g. the
+   * port is taken).
+   */
+  readonly listening: Promise<void>;
   /** Open connections. */
   readonly connections: ReadonlySet<WebSocketConnection>;
   /**
@@ -338,6 +342,8 @@ async function upgrade(
 
 /**
  * Listens on `hostname:port` and upgrades every connection that sends a valid WebSocket request.
+ * Deno binds at once (and throws when it cannot); Node and Bun bind asynchronously: await
+ * `listening` before reading `port`.
  *
  * @example
  * ```ts
@@ -350,6 +356,7 @@ async function upgrade(
  *     for await (const message of ws) await ws.send(message.data); // echo
  *   },
  * });
+ * await server.listening;
  * console.log("listening on", server.port);
  * await server.close();
  * ```
@@ -361,9 +368,7 @@ export function serve(options: ServeOptions): WebSocketServer {
   }
   const hostname = options.hostname ?? "127.0.0.1";
   const port = options.port ?? 0;
-  const listener: Deno.Listener = options.tls
-    ? Deno.listenTls({ hostname, port, cert: options.tls.cert, key: options.tls.key })
-    : Deno.listen({ hostname, port, transport: "tcp" });
+  const listener = runtime.listenTcp({ hostname, port, tls: options.tls });
   const connections = new Set<WebSocketConnection>();
   const handshaking = new Set<ByteStream>();
   const tasks = new Set<Promise<void>>();
@@ -383,8 +388,8 @@ export function serve(options: ServeOptions): WebSocketServer {
     void p.finally(() => tasks.delete(p));
   };
 
-  const handle = async (conn: Deno.Conn) => {
-    const stream = denoConnStream(conn);
+  const handle = async (socket: RuntimeSocket) => {
+    const stream = socketStream(socket);
     handshaking.add(stream);
     let up;
     try {
@@ -427,33 +432,35 @@ export function serve(options: ServeOptions): WebSocketServer {
 
   const acceptLoop = (async () => {
     while (true) {
-      let conn: Deno.Conn;
+      let socket: RuntimeSocket;
       try {
-        conn = await listener.accept();
+        socket = await listener.accept();
       } catch {
-        break; // the listener was closed
+        break; // the listener was closed (or could not bind: see `listening`)
       }
       if (closing) {
-        conn.close();
+        socketStream(socket).close();
         break;
       }
-      track(handle(conn));
+      track(handle(socket));
     }
   })();
 
-  const addr = listener.addr as Deno.NetAddr;
   let closePromise: Promise<void> | undefined;
   return {
-    port: addr.port,
-    hostname: addr.hostname,
+    get port() {
+      return listener.addr.port;
+    },
+    get hostname() {
+      return listener.addr.hostname;
+    },
+    listening: listener.ready,
     connections,
     finished,
     close(code = 1001, reason = "server shutting down"): Promise<void> {
       closePromise ??= (async () => {
         closing = true;
-        try {
-          listener.close();
-        } catch { /* already closed */ }
+        listener.close();
         await acceptLoop;
         for (const s of handshaking) s.close();
         await Promise.all([...connections].map((ws) => ws.close(code, reason)));

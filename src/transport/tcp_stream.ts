@@ -11,6 +11,7 @@
  */
 
 import type { Socket } from "node:net";
+import type { DenoAddr, DenoConn, RuntimeSocket } from "../platform/types.ts";
 import { recycleBuffer, takeBuffer } from "./tcp_buffers.ts";
 
 /**
@@ -123,8 +124,26 @@ function takeSlot(): Uint8Array {
 const FLOW_READ = 64 * 1024;
 const MAX_READ = 256 * 1024;
 
-function netAddr(addr: Deno.Addr): StreamAddr | undefined {
-  return addr.transport === "tcp" ? { hostname: addr.hostname, port: addr.port } : undefined;
+function netAddr(addr: DenoAddr): StreamAddr | undefined {
+  return addr.transport === "tcp" ? { hostname: addr.hostname!, port: addr.port! } : undefined;
+}
+
+/**
+ * Wraps a socket the runtime gave (`runtime.dialTcp`, `runtime.listenTcp`): a Deno connection or
+ * a `node:net` socket.
+ *
+ * @example
+ * ```ts
+ * import { runtime } from "../platform/runtime.ts";
+ * import { socketStream } from "./tcp_stream.ts";
+ * const stream = socketStream(await runtime.dialTcp({ hostname: "127.0.0.1", port: 8080 }));
+ * stream.close();
+ * ```
+ */
+export function socketStream(socket: RuntimeSocket): ByteStream {
+  return socket.kind === "deno"
+    ? new DenoConnStream(socket.conn)
+    : new NodeSocketStream(socket.socket);
 }
 
 /**
@@ -141,13 +160,13 @@ function netAddr(addr: Deno.Addr): StreamAddr | undefined {
  * stream.close();
  * ```
  */
-export function denoConnStream(conn: Deno.Conn): ByteStream {
+export function denoConnStream(conn: DenoConn): ByteStream {
   return new DenoConnStream(conn);
 }
 
 class DenoConnStream implements ByteStream {
   readonly reusableAfterWrite = true;
-  readonly #conn: Deno.Conn;
+  readonly #conn: DenoConn;
   #idleBuf: Uint8Array | undefined;
   #flowBuf: Uint8Array | undefined;
   // A pooled buffer the last read returned a view of: back to the pool at the next read.
@@ -164,7 +183,7 @@ class DenoConnStream implements ByteStream {
   readonly #failedFn = () => this.#afterRead(null);
   #closed = false;
 
-  constructor(conn: Deno.Conn) {
+  constructor(conn: DenoConn) {
     this.#conn = conn;
     const nd = (conn as { setNoDelay?: (on?: boolean) => void }).setNoDelay;
     if (typeof nd === "function") {

@@ -265,20 +265,8 @@ export class DialError extends Error {
   }
 }
 
-/**
- * An operation the adapter cannot perform (e.g. `ping` on the WHATWG `WebSocket`).
- *
- * @example
- * ```ts
- * import { NotSupportedError } from "./types.ts";
- * const e = new NotSupportedError("this adapter cannot ping");
- * console.log(e instanceof NotSupportedError); // true
- * ```
- */
-export class NotSupportedError extends Error {
-  /** Always `"NotSupportedError"`. */
-  override name = "NotSupportedError";
-}
+// An operation the adapter or the runtime cannot perform: defined with the runtime differences.
+export { NotSupportedError } from "../platform/types.ts";
 
 /**
  * A send or read on a connection that is already closed.

@@ -16,6 +16,7 @@
  * @module
  */
 
+import { runtime } from "../platform/runtime.ts";
 import { QueuedConnection } from "./queued_connection.ts";
 import {
   type AdapterConnection,
@@ -33,8 +34,6 @@ import {
 type WebSocketConstructor = NonNullable<
   NonNullable<Parameters<typeof whatwgAdapter>[0]>["WebSocket"]
 >;
-
-const IS_DENO = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
 
 /**
  * The WHATWG `WebSocket` adapter.
@@ -58,11 +57,20 @@ export function whatwgAdapter(options: {
     dial(url: URL, dialOptions: DialOptions): Promise<AdapterConnection> {
       const Ctor = options.WebSocket ?? (globalThis.WebSocket as unknown as WebSocketConstructor);
       if (typeof Ctor !== "function") {
-        return Promise.reject(new NotSupportedError("this runtime has no global WebSocket"));
-      }
-      if (dialOptions.headers && Object.keys(dialOptions.headers).length > 0 && !IS_DENO) {
         return Promise.reject(
-          new NotSupportedError("request headers need Deno or the ws adapter (WHATWG WebSocket)"),
+          new NotSupportedError(
+            `${runtime.name} has no global WebSocket: use wseAdapter() (the default) or wsAdapter()`,
+          ),
+        );
+      }
+      if (
+        dialOptions.headers && Object.keys(dialOptions.headers).length > 0 &&
+        !runtime.webSocketHeaders
+      ) {
+        return Promise.reject(
+          new NotSupportedError(
+            `${runtime.name}'s WebSocket cannot send request headers: use wseAdapter() or wsAdapter()`,
+          ),
         );
       }
       return dial(Ctor, url, dialOptions);

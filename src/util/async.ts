@@ -30,6 +30,31 @@ export function deferred<T = void>(): Deferred<T> {
   return new Settable<T>();
 }
 
+/**
+ * `Promise.withResolvers()` (ES2024), or the same made by hand where it is missing (Node 20).
+ *
+ * @example
+ * ```ts
+ * import { withResolvers } from "./async.ts";
+ * const { promise, resolve } = withResolvers<number>();
+ * resolve(1);
+ * console.log(await promise); // 1
+ * ```
+ */
+export const withResolvers: <T>() => {
+  promise: Promise<T>;
+  resolve: (value: T | PromiseLike<T>) => void;
+  reject: (reason?: unknown) => void;
+} = typeof Promise.withResolvers === "function" ? <T>() => Promise.withResolvers<T>() : <T>() => {
+  let resolve!: (value: T | PromiseLike<T>) => void;
+  let reject!: (reason?: unknown) => void;
+  const promise = new Promise<T>((yes, no) => {
+    resolve = yes;
+    reject = no;
+  });
+  return { promise, resolve, reject };
+};
+
 // A class, not an object literal of closures: servers hold one per connection.
 class Settable<T> implements Deferred<T> {
   readonly promise: Promise<T>;
@@ -37,7 +62,7 @@ class Settable<T> implements Deferred<T> {
   readonly #reject: (reason: unknown) => void;
   settled = false;
   constructor() {
-    const { promise, resolve, reject } = Promise.withResolvers<T>();
+    const { promise, resolve, reject } = withResolvers<T>();
     this.promise = promise;
     this.#resolve = resolve;
     this.#reject = reject;

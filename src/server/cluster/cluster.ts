@@ -11,7 +11,7 @@
  */
 
 import type { OutgoingData } from "../../transport/types.ts";
-import { TimeoutError } from "../../util/async.ts";
+import { TimeoutError, withResolvers } from "../../util/async.ts";
 import type {
   Broker,
   BrokerMessage,
@@ -379,7 +379,7 @@ export class Cluster {
   }
 
   #wait(node: string, n: number): Promise<unknown> {
-    const { promise, resolve, reject } = Promise.withResolvers<unknown>();
+    const { promise, resolve, reject } = withResolvers<unknown>();
     this.#pending.set(n, { node, resolve, reject, by: performance.now() + this.#timeout });
     return promise;
   }
