@@ -19,7 +19,17 @@ import type {
   MessageHandler,
   StreamPosition,
 } from "./broker.ts";
-import { decodeControl, decodeData, encodeControl, encodeData, K } from "./envelope.ts";
+import {
+  decodeAcks,
+  decodeControl,
+  decodeData,
+  encodeAcks,
+  encodeBatch,
+  encodeControl,
+  encodeData,
+  K,
+  unpackBatch,
+} from "./envelope.ts";
 import {
   ATTR,
   contextOf,
@@ -155,6 +165,11 @@ export class Cluster {
   readonly #positions = new Map<string, StreamPosition>();
   #nextId = 1;
   #acks = new Map<string, Control & { t: "acks" }>();
+  /** Sends delivered, per node to answer: their ids go back in one binary message a turn. */
+  #delivered = new Map<string, number[]>();
+  /** Sends made in this turn, per node: one broker message each at the end of the turn. */
+  #outbox = new Map<string, { parts: Uint8Array[]; ns: number[]; ids: string[] }>();
+  #flushQueued = false;
   #acksScheduled = false;
   #timer?: ReturnType<typeof setInterval>;
   #offBroker?: () => void;
@@ -250,14 +265,35 @@ export class Cluster {
     // The trace context rides in the envelope: the delivery on the other node joins the trace.
     const fields = [this.#host.nodeId, id];
     if (trace?.traceparent) fields.push(trace.traceparent, trace.tracestate ?? "");
-    this.#broker.publish(CHANNEL.node(node), encodeData(K.SEND, fields, n, data))
-      .then(
-        (receivers) => {
-          if (receivers === 0) this.#fail(n, new NodeUnavailableError(id, node, "nobody listens"));
-        },
-        (e) => this.#fail(n, e),
-      );
+    // Sends to one node in one turn of the event loop go out as one broker message.
+    let box = this.#outbox.get(node);
+    if (!box) this.#outbox.set(node, box = { parts: [], ns: [], ids: [] });
+    box.parts.push(encodeData(K.SEND, fields, n, data));
+    box.ns.push(n);
+    box.ids.push(id);
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(() => this.#flushOutbox());
+    }
     return waiting;
+  }
+
+  #flushOutbox(): void {
+    this.#flushQueued = false;
+    const all = this.#outbox;
+    this.#outbox = new Map();
+    for (const [node, { parts, ns, ids }] of all) {
+      const payload = parts.length === 1 ? parts[0] : encodeBatch(parts);
+      this.#broker.publish(CHANNEL.node(node), payload).then(
+        (receivers) => {
+          if (receivers > 0) return;
+          ns.forEach((n, i) =>
+            this.#fail(n, new NodeUnavailableError(ids[i], node, "nobody listens"))
+          );
+        },
+        (e) => ns.forEach((n) => this.#fail(n, e)),
+      );
+    }
   }
 
   /** Another node's operation on one of its connections, by name (`close`, `inspect`, ...). */
@@ -393,6 +429,15 @@ export class Cluster {
     }
   }
 
+  /** An answer came: the wait for `id` resolves with `value`, or rejects with `error`. */
+  #settle(id: number, error: { name: string; message: string } | null, value?: unknown): void {
+    const p = this.#pending.get(id);
+    if (!p) return;
+    this.#pending.delete(id);
+    if (error === null) p.resolve(value);
+    else p.reject(this.#restore(error));
+  }
+
   #fail(n: number, error: unknown): void {
     const p = this.#pending.get(n);
     if (!p) return;
@@ -415,25 +460,35 @@ export class Cluster {
 
   /** Queues an answer to `node`; answers to one node in one turn go out in one message. */
   #answer(node: string, id: number, error: unknown, value?: unknown): void {
-    let batch = this.#acks.get(node);
-    if (!batch) this.#acks.set(node, batch = { t: "acks", acks: [] });
-    batch.acks.push([
-      id,
-      error === null
-        ? null
-        : error instanceof Error
-        ? { name: error.name, message: error.message }
-        : { name: "Error", message: String(error) },
-      value,
-    ]);
+    if (error === null && value === undefined) {
+      // a delivered send: its id alone, in binary
+      const ids = this.#delivered.get(node);
+      if (ids) ids.push(id);
+      else this.#delivered.set(node, [id]);
+    } else {
+      let batch = this.#acks.get(node);
+      if (!batch) this.#acks.set(node, batch = { t: "acks", acks: [] });
+      batch.acks.push([
+        id,
+        error === null
+          ? null
+          : error instanceof Error
+          ? { name: error.name, message: error.message }
+          : { name: "Error", message: String(error) },
+        value,
+      ]);
+    }
     if (this.#acksScheduled) return;
     this.#acksScheduled = true;
     queueMicrotask(() => {
       this.#acksScheduled = false;
-      const all = this.#acks;
+      const answers: [string, Uint8Array][] = [];
+      for (const [to, ids] of this.#delivered) answers.push([to, encodeAcks(ids)]);
+      for (const [to, msg] of this.#acks) answers.push([to, encodeControl(msg)]);
+      this.#delivered = new Map();
       this.#acks = new Map();
-      for (const [to, msg] of all) {
-        this.#broker.publish(CHANNEL.node(to), encodeControl(msg)).catch((error) =>
+      for (const [to, payload] of answers) {
+        this.#broker.publish(CHANNEL.node(to), payload).catch((error) =>
           this.#host.emit("error", { error, op: "answer", node: to })
         );
       }
@@ -443,8 +498,19 @@ export class Cluster {
   #onSelf(m: BrokerMessage): void {
     const kind = m.payload[0];
     if (kind === K.CONTROL) return this.#onControl(decodeControl(m.payload) as Control);
-    if (kind !== K.SEND) return;
-    const e = decodeData(m.payload);
+    if (kind === K.ACKS) {
+      for (const id of decodeAcks(m.payload)) this.#settle(id, null);
+      return;
+    }
+    if (kind === K.BATCH) {
+      for (const part of unpackBatch(m.payload)) this.#onSend(part);
+      return;
+    }
+    if (kind === K.SEND) this.#onSend(m.payload);
+  }
+
+  #onSend(payload: Uint8Array): void {
+    const e = decodeData(payload);
     const [from, id, traceparent, tracestate] = e.fields;
     const deliver = () => Promise.resolve(this.#host.local("send", [id, e.data]));
     let sent: Promise<unknown>;
@@ -533,13 +599,7 @@ export class Cluster {
         this.#down(c.node, "left");
         return;
       case "acks":
-        for (const [id, error, value] of c.acks) {
-          const p = this.#pending.get(id);
-          if (!p) continue;
-          this.#pending.delete(id);
-          if (error === null) p.resolve(value);
-          else p.reject(this.#restore(error));
-        }
+        for (const [id, error, value] of c.acks) this.#settle(id, error, value);
         return;
       case "req": {
         let result: Promise<unknown>;

@@ -19,6 +19,10 @@ export const K = {
   PUBLISH: 3,
   /** JSON: acks, requests and replies, heartbeats. */
   CONTROL: 4,
+  /** Several SEND envelopes for one node, made in one turn of the event loop. */
+  BATCH: 5,
+  /** The ids of sends delivered (the common answer, without JSON). */
+  ACKS: 6,
 } as const;
 
 const enc = new TextEncoder();
@@ -91,6 +95,74 @@ export function decodeData(bytes: Uint8Array): DataEnvelope {
     n: view.getUint32(1),
     data: bytes[5] === 1 ? dec.decode(body) : body,
   };
+}
+
+/**
+ * Packs envelopes for one node into one: `[BATCH][u32 count]([u32 len][envelope])*`.
+ *
+ * @example
+ * ```ts
+ * import { encodeBatch, encodeData, K, unpackBatch } from "./envelope.ts";
+ * const batch = encodeBatch([encodeData(K.SEND, ["a", "b.x"], 1, "hi"), encodeData(K.SEND, ["a", "b.y"], 2, "yo")]);
+ * console.log(unpackBatch(batch).length); // 2
+ * ```
+ */
+export function encodeBatch(parts: readonly Uint8Array[]): Uint8Array {
+  let size = 5;
+  for (const p of parts) size += 4 + p.length;
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  out[0] = K.BATCH;
+  view.setUint32(1, parts.length);
+  let at = 5;
+  for (const p of parts) {
+    view.setUint32(at, p.length);
+    out.set(p, at + 4);
+    at += 4 + p.length;
+  }
+  return out;
+}
+
+/** The envelopes of a batch (views of its bytes); throws `RangeError` on a cut-short batch. */
+export function unpackBatch(bytes: Uint8Array): Uint8Array[] {
+  if (bytes.length < 5) throw new RangeError("a cluster batch is at least 5 bytes");
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const count = view.getUint32(1);
+  const parts: Uint8Array[] = [];
+  let at = 5;
+  for (let i = 0; i < count; i++) {
+    if (at + 4 > bytes.length) throw new RangeError("a cluster batch is cut short");
+    const len = view.getUint32(at);
+    if (at + 4 + len > bytes.length) throw new RangeError("a cluster batch is cut short");
+    parts.push(bytes.subarray(at + 4, at + 4 + len));
+    at += 4 + len;
+  }
+  return parts;
+}
+
+/**
+ * Encodes the ids of delivered sends: `[ACKS]([u32 id])*`.
+ *
+ * @example
+ * ```ts
+ * import { decodeAcks, encodeAcks } from "./envelope.ts";
+ * console.log(decodeAcks(encodeAcks([3, 4, 5]))); // [3, 4, 5]
+ * ```
+ */
+export function encodeAcks(ids: readonly number[]): Uint8Array {
+  const out = new Uint8Array(1 + 4 * ids.length);
+  const view = new DataView(out.buffer);
+  out[0] = K.ACKS;
+  for (let i = 0; i < ids.length; i++) view.setUint32(1 + 4 * i, ids[i] >>> 0);
+  return out;
+}
+
+/** Decodes the ids of an ACKS envelope. */
+export function decodeAcks(bytes: Uint8Array): number[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const ids: number[] = [];
+  for (let at = 1; at + 4 <= bytes.length; at += 4) ids.push(view.getUint32(at));
+  return ids;
 }
 
 /** Encodes a control message (JSON). */

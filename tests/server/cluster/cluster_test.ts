@@ -157,6 +157,13 @@ Deno.test({
       // a unicast from a reaches a client held by b
       await a.server.send(idb, "hello b");
       assert.equal(await cb.next(), "hello b");
+      // sends made in one turn travel as one broker message: every one arrives, in order, and
+      // each resolves; an unknown id among them rejects alone
+      const burst = Array.from({ length: 300 }, (_, i) => a.server.send(idb, `m${i}`));
+      const stray = a.server.send("b.BBBBBBBBBBBBBBBB", "lost").catch((e) => e);
+      await Promise.all(burst);
+      assert.equal((await stray).name, "UnknownConnectionError");
+      for (let i = 0; i < 300; i++) assert.equal(await cb.next(), `m${i}`);
       // an unknown id on a live node rejects, naming the id
       const err = await a.server.send("b.AAAAAAAAAAAAAAAA", "x").catch((e) => e);
       assert.equal(err.name, "UnknownConnectionError");
