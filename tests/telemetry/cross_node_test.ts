@@ -80,7 +80,8 @@ Deno.test({
       assert.equal(await onB.next(), "hello");
       // a's send span ends once b acknowledged the delivery, after b's deliver span
       await until(() => m.named("deliver").length === 1, "b's deliver span");
-      await until(() => m.named("send").length === 1, "a's send span");
+      // two sends: a's (published to b), and b's own write of it, under b's deliver span
+      await until(() => m.named("send").length === 2, "the send spans");
       await until(() => m.named("process").length === 1, "a's process span");
 
       const spans = m.spans();
@@ -104,8 +105,13 @@ Deno.test({
       const receive = byId.get(process.parentSpanContext!.spanId)!;
       assert.equal(receive.name, "receive /room");
       assert.equal(receive.parentSpanContext, undefined, "the trace starts at a's socket");
+      // down the chain on b: deliver → b's send (the write to b's socket)
+      const write = m.named("send").find((s) => s !== send)!;
+      assert.equal(write.parentSpanContext?.spanId, deliver.spanContext().spanId);
       const trace = receive.spanContext().traceId;
-      for (const s of [process, send, deliver]) assert.equal(s.spanContext().traceId, trace);
+      for (const s of [process, send, deliver, write]) {
+        assert.equal(s.spanContext().traceId, trace);
+      }
       // a's receive is a's client's message; b holds idb: the send's connection is b's
       assert.equal(send.attributes["messaging.client.id"], idb);
       assert.notEqual(receive.attributes["messaging.client.id"], idb);
