@@ -4,57 +4,11 @@
 // must arrive with the main thread's `receive` span as its parent.
 import assert from "node:assert/strict";
 import { startEchoServer } from "../../src/testing/echo_server.ts";
+import { attr, startOtlpReceiver } from "./otlp_receiver.ts";
 
 const CHILD = new URL("./fixtures/otel_deno_client.ts", import.meta.url).pathname;
 const MESSAGES = 4;
 const CHILD_BUDGET_MS = 30_000;
-
-/** One span as OTLP/JSON carries it (the fields this test reads). */
-interface OtlpSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  name: string;
-  kind: number;
-  attributes?: { key: string; value: Record<string, unknown> }[];
-}
-
-interface Received {
-  scope: string;
-  service?: string;
-  span: OtlpSpan;
-}
-
-/** An OTLP/HTTP receiver for http/json: keeps every span posted to /v1/traces. */
-function startReceiver(): { url: string; spans: Received[]; close(): Promise<void> } {
-  const spans: Received[] = [];
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
-    const body = await req.text();
-    if (new URL(req.url).pathname === "/v1/traces") {
-      assert.equal(req.headers.get("content-type"), "application/json");
-      for (const rs of JSON.parse(body).resourceSpans ?? []) {
-        const service = rs.resource?.attributes?.find((a: { key: string }) =>
-          a.key === "service.name"
-        )?.value?.stringValue;
-        for (const ss of rs.scopeSpans ?? []) {
-          for (const span of ss.spans ?? []) spans.push({ scope: ss.scope?.name, service, span });
-        }
-      }
-    }
-    // an empty ExportServiceResponse: everything accepted
-    return new Response("{}", { headers: { "content-type": "application/json" } });
-  });
-  return {
-    url: `http://127.0.0.1:${server.addr.port}`,
-    spans,
-    close: () => server.shutdown(),
-  };
-}
-
-function attr(span: OtlpSpan, key: string): unknown {
-  const v = span.attributes?.find((a) => a.key === key)?.value;
-  return v && Object.values(v)[0];
-}
 
 Deno.test({
   name:
@@ -63,7 +17,7 @@ Deno.test({
   sanitizeResources: true,
   fn: async () => {
     const echo = startEchoServer();
-    const receiver = startReceiver();
+    const receiver = startOtlpReceiver();
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", CHILD, echo.url, String(MESSAGES)],
       env: {
@@ -88,6 +42,7 @@ Deno.test({
       await echo.close();
     }
 
+    assert.ok(receiver.contentTypes.every((t) => t === "application/json"));
     const got = receiver.spans;
     const receives = got.filter((r) =>
       r.scope === "wse.engine" && r.span.name.startsWith("receive")
