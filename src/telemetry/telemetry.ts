@@ -148,6 +148,7 @@ export class Telemetry {
   #meter?: Meter;
   #reconnects?: Counter;
   #drops?: Counter;
+  #refusals?: Counter;
   #latency?: Histogram;
 
   /**
@@ -238,6 +239,15 @@ export class Telemetry {
     (this.#drops ??= this.meter.createCounter("wse.drops", {
       description: "Messages dropped or refused, by cause",
       unit: "{message}",
+    })).add(1, { cause });
+  }
+
+  /** Counts an upgrade request the server refused, by cause ("origin", "starting"...). */
+  refuse(cause: string): void {
+    if (this.#off) return;
+    (this.#refusals ??= this.meter.createCounter("wse.upgrades.refused", {
+      description: "Upgrade requests refused, by cause",
+      unit: "{request}",
     })).add(1, { cause });
   }
 
