@@ -59,6 +59,10 @@ Deno.test({
       assert.match(String(attr(p.span, "wse.worker.id")), /^w\d+$/);
       assert.equal(attr(p.span, "messaging.operation.name"), "process");
       assert.equal(p.service, "wse-otel-deno-test");
+      // the app's span in the worker nests under process, with no setup in the worker module
+      const app = got.find((r) => r.scope === "app" && r.span.parentSpanId === p.span.spanId);
+      assert.ok(app, "the worker's own span is a child of its process span");
+      assert.equal(app.span.traceId, p.span.traceId);
     }
   },
 });
