@@ -17,7 +17,7 @@ function trees(lines: string[]): { side: string; rows: [number, string, string][
       out.push({ side: head[1], rows: [] });
       continue;
     }
-    const row = /^  ( *)(\S+(?: \S+)?)\s{2,}[A-Z]+\s{2,}(\S+ \([^)]+\))/.exec(line);
+    const row = /^ {2}( *)(\S+(?: \S+)?)\s{2,}[A-Z]+\s{2,}(\S+ \([^)]+\))/.exec(line);
     if (row && out.length) out.at(-1)!.rows.push([row[1].length / 2, row[2], row[3]]);
   }
   return out;
