@@ -37,7 +37,8 @@
  * workers' `process` spans (1 % of messages in (t2)) are not in it.
  *
  * Diagnostic flags: `--latency-only` (only the latency runs), `--direct-only` (only (a) and (c')),
- * `--tracing-only` (only the tracing rounds).
+ * `--tracing-only` (only the tracing rounds and the per-message figures, written to
+ * `bench/results/dispatch-tracing.*`).
  * The machine's load average at start and end goes into the results' notes: on a shared 2-core
  * machine other processes skew every figure.
  */
@@ -578,19 +579,37 @@ export async function main(flags: string[]): Promise<void> {
     await sender.status;
   }
 
+  const tracingRows: Row[] = TRACING_VARIANTS.map((name, i) => ({
+    group: "tracing cost: 2 workers, default transport, no-op 64 B",
+    name,
+    rate: median(tracing!.rates[i]),
+  }));
+  const tracingKeys = {
+    // The relative slowdown, 1 − median over rounds of (variant ÷ telemetry disabled).
+    tracing_off_overhead: 1 - median(tracing!.offRatios),
+    tracing_sampled_1pct_overhead: 1 - median(tracing!.sampledRatios),
+    tracing_off_ns_per_msg: perMessage[1] - perMessage[0],
+    tracing_sampled_1pct_ns_per_msg: perMessage[2] - perMessage[0],
+  };
+  const tracingNotes = {
+    tracing:
+      "(t0)/(t1)/(t2) interleaved, rotating order each round; overhead = 1 − median over rounds of (variant ÷ (t0))",
+    tracing_rounds: tracing!.offRatios.length,
+    tracing_off_ratios: tracing!.offRatios.map((x) => +x.toFixed(3)),
+    tracing_sampled_ratios: tracing!.sampledRatios.map((x) => +x.toFixed(3)),
+    // main-thread spans (receive) the SDK got in the sampled runs: about 1 % of its messages
+    tracing_sampled_main_spans: tracing!.sampledSpans,
+    tracing_pump_ns_per_msg: perMessage.map((x) => +x.toFixed(1)),
+  };
   if (tracingOnly) {
-    // a diagnostic: printed, not written over the results of a whole run
-    console.log(JSON.stringify({
-      tracing_off_overhead: 1 - median(tracing!.offRatios),
-      tracing_sampled_1pct_overhead: 1 - median(tracing!.sampledRatios),
-      rates: Object.fromEntries(TRACING_VARIANTS.map((v, i) => [v, median(tracing!.rates[i])])),
-      off_ratios: tracing!.offRatios,
-      sampled_ratios: tracing!.sampledRatios,
-      sampled_main_spans: tracing!.sampledSpans,
-      pump_ns_per_msg: perMessage,
-      tracing_off_ns_per_msg: perMessage[1] - perMessage[0],
-      tracing_sampled_1pct_ns_per_msg: perMessage[2] - perMessage[0],
-    }));
+    // its own results file: the whole run's stay as they are
+    await writeReport("dispatch-tracing", "Tracing cost (msg/s)", tracingRows, tracingKeys, {
+      quick,
+      ...tracingNotes,
+      loadavg_start: load0,
+      loadavg_end: Deno.loadavg(),
+      cores: CORES,
+    });
     return;
   }
   const rows: Row[] = [...results.values()].map((r) => ({
@@ -598,13 +617,7 @@ export async function main(flags: string[]): Promise<void> {
     name: r.name,
     rate: median(r.rates),
   }));
-  for (const [i, name] of TRACING_VARIANTS.entries()) {
-    rows.push({
-      group: "tracing cost: 2 workers, default transport, no-op 64 B",
-      name,
-      rate: median(tracing!.rates[i]),
-    });
-  }
+  rows.push(...tracingRows);
   const rate = (group: string, prefix: string) =>
     rows.find((r) => r.group === group && r.name.startsWith(prefix))?.rate ?? NaN;
   const N = `(c) wse ${CORES} worker${CORES > 1 ? "s" : ""}`;
@@ -646,11 +659,7 @@ export async function main(flags: string[]): Promise<void> {
     pool_own_vs_own_raw_64: rate("no-op 64 B", "(c'')") / rate("no-op 64 B", "(a')"),
     pool_1000conns_vs_1conn_64: rate("no-op 64 B", "(f)") / rate("no-op 64 B", "(g)"),
     recv_16k_own_vs_native: rate("no-op 16 KiB", "(a')") / rate("no-op 16 KiB", "(a)"),
-    // The relative slowdown, 1 − median over rounds of (variant ÷ telemetry disabled).
-    tracing_off_overhead: 1 - median(tracing!.offRatios),
-    tracing_sampled_1pct_overhead: 1 - median(tracing!.sampledRatios),
-    tracing_off_ns_per_msg: perMessage[1] - perMessage[0],
-    tracing_sampled_1pct_ns_per_msg: perMessage[2] - perMessage[0],
+    ...tracingKeys,
   };
   await writeReport("dispatch", "Socket → onMessage dispatch (msg/s)", rows, ratios, {
     sets,
@@ -658,14 +667,7 @@ export async function main(flags: string[]): Promise<void> {
     sender: "separate process, raw TCP, prebuilt frames, up to 1000 per write",
     through:
       "WebSocketEngine with the workers option: (b)/(c) on the whatwg adapter, (b')/(c'') on wseAdapter (our transport), (c*) with no adapter option (our transport by default); (c') feeds PoolDispatcher straight from a WebSocket; (f)/(f')/(g) open many (or one) of our connections and pump them into one dispatcher, no engine",
-    tracing:
-      "(t0)/(t1)/(t2) interleaved, rotating order each round; overhead = 1 − median over rounds of (variant ÷ (t0))",
-    tracing_rounds: tracing!.offRatios.length,
-    tracing_off_ratios: tracing!.offRatios.map((x) => +x.toFixed(3)),
-    tracing_sampled_ratios: tracing!.sampledRatios.map((x) => +x.toFixed(3)),
-    // main-thread spans (receive) the SDK got in the sampled runs: about 1 % of its messages
-    tracing_sampled_main_spans: tracing!.sampledSpans,
-    tracing_pump_ns_per_msg: perMessage.map((x) => +x.toFixed(1)),
+    ...tracingNotes,
     loadavg_start: load0,
     loadavg_end: Deno.loadavg(),
     cores: CORES,
