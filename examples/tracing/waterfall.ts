@@ -80,14 +80,18 @@ export function waterfallSvg(spans: PlainSpan[], title: string): string {
   const receive = rows.find((r) => r.span.name.startsWith("receive"));
   const process = rows.find((r) => r.span.name === "process");
   if (receive && process) {
+    // in the process row, left of its bar: that part of the row is empty
     const a = x(ms(receive.span.startTime)), b = x(ms(process.span.startTime));
-    const y = TOP + rows.indexOf(process) * ROW + 2;
+    const y = TOP + rows.indexOf(process) * ROW + ROW / 2;
     const gap = ms(process.span.startTime) - ms(receive.span.startTime);
+    const label = `socket → handler start ${showMs(gap)}`;
+    const half = label.length * 3; // about 6 px a character at 11 px
+    const mid = Math.max((a + b) / 2, LABEL + half);
     out.push(
-      `<line x1="${a.toFixed(1)}" y1="${y}" x2="${b.toFixed(1)}" y2="${y}" stroke="#c00" ` +
+      `<line x1="${a.toFixed(1)}" y1="${y + 5}" x2="${b.toFixed(1)}" y2="${y + 5}" stroke="#c00" ` +
         `stroke-dasharray="3 2"/>`,
-      `<text x="${((a + b) / 2).toFixed(1)}" y="${y - 2}" text-anchor="middle" fill="#c00" ` +
-        `font-size="11">socket → handler start ${showMs(gap)}</text>`,
+      `<text x="${mid.toFixed(1)}" y="${y + 1}" text-anchor="middle" fill="#c00" ` +
+        `font-size="11">${escapeXml(label)}</text>`,
     );
   }
   // legend
