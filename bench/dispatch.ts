@@ -21,8 +21,24 @@
  * `pool_own_vs_own_raw_64` (= `pool_own_vs_own_raw_noop_64`) the pool on our transport ÷ our own raw
  * connection, `pool_1000conns_vs_1conn_64` (f) ÷ (g), `recv_16k_own_vs_native` (a') ÷ (a) at 16 KiB.
  *
+ * Tracing cost, the engine with 2 workers on its default transport, 64 B no-op, three variants
+ * interleaved round by round (the machine is noisy; each round runs all three, in a rotating
+ * order): (t0) telemetry disabled (`telemetry: false`: no instrumentation runs), (t1) the default,
+ * instrumentation compiled in and no SDK registered, (t2) an SDK registered (batch processor,
+ * discarding exporter) on the main thread and in the workers, `messageSampling: 0.01`. Each
+ * round gives a ratio of throughputs, t1 ÷ t0 and t2 ÷ t0; the keys are the relative slowdown,
+ * one minus the median of those ratios: `tracing_off_overhead` = 1 − median(t1 ÷ t0) (target
+ * ≤ 0.03), `tracing_sampled_1pct_overhead` = 1 − median(t2 ÷ t0) (target ≤ 0.10). A negative
+ * value means the variant ran faster than the disabled one in most rounds: noise. Beside them,
+ * the main thread's instrumentation alone, without sockets or workers: the pump's raw path fed
+ * 64 B payloads in a loop into a dispatcher that takes them and does nothing, in the same three
+ * variants (best of several interleaved repetitions). `tracing_off_ns_per_msg` and
+ * `tracing_sampled_1pct_ns_per_msg` are what (t1) and (t2) add per message there, in ns; the
+ * workers' `process` spans (1 % of messages in (t2)) are not in it.
+ *
  * Diagnostic flags: `--latency-only` (only the latency runs), `--direct-only` (only (a) and (c')),
- * `--many-only` (only (a), (a'), (f) and (g)).
+ * `--many-only` (only (a), (a'), (f) and (g)), `--tracing-only` (only the tracing rounds and the per-message figures, written to
+ * `bench/results/dispatch-tracing.*`).
  * The machine's load average at start and end goes into the results' notes: on a shared 2-core
  * machine other processes skew every figure.
  */
@@ -41,8 +57,13 @@ import { pump } from "../src/dispatch/pump.ts";
 import type { WebSocketConnection } from "../src/transport/tcp_connection.ts";
 import { closeReports, handle, onMessage } from "./dispatch_handler.ts";
 import { within } from "../src/util/async.ts";
+import { sdkProvider } from "./lib/otel_sdk.ts";
+import { Telemetry, type TelemetryOptions } from "../src/telemetry/telemetry.ts";
+import type { CloseInfo, MessageSink } from "../src/transport/types.ts";
+import type { DispatchConnection } from "../src/dispatch/types.ts";
 
 const HANDLER = new URL("./dispatch_handler.ts", import.meta.url);
+const TRACED_HANDLER = new URL("./dispatch_traced_handler.ts", import.meta.url);
 const CORES = navigator.hardwareConcurrency || 2;
 
 interface Job {
@@ -163,6 +184,7 @@ async function engine(
   workers: number,
   recv?: Float64Array,
   adapter: "whatwg" | "own" | "default" = "whatwg",
+  tracing: { telemetry?: TelemetryOptions | false; module?: URL } = {},
 ): Promise<[number, Done]> {
   const report = finalReport(120_000);
   let t0 = 0;
@@ -183,7 +205,10 @@ async function engine(
         if (m.type === "binary") handle(m.data);
       },
     },
-    workers: workers ? { module: HANDLER, count: workers, ringBytes: 4 << 20 } : undefined,
+    workers: workers
+      ? { module: tracing.module ?? HANDLER, count: workers, ringBytes: 4 << 20 }
+      : undefined,
+    telemetry: tracing.telemetry,
   });
   try {
     await e.start();
@@ -341,6 +366,107 @@ async function spawnPm(count: number): Promise<Worker[]> {
   return ws;
 }
 
+/** The tracing variants, in the order of the header's (t0), (t1), (t2). */
+const TRACING_VARIANTS = ["(t0) telemetry disabled", "(t1) no SDK", "(t2) SDK, 1 % sampled"];
+
+/**
+ * (t0), (t1), (t2) interleaved: `rounds` rounds, each running the three variants once in a
+ * rotating order. Returns each variant's rates and each round's ratios to (t0).
+ */
+async function tracingRounds(n: number, rounds: number): Promise<{
+  rates: number[][];
+  offRatios: number[];
+  sampledRatios: number[];
+  sampledSpans: number;
+}> {
+  const sdk = sdkProvider();
+  const job: Job = { n, size: 64, cpu: 0 };
+  const variants: { telemetry?: TelemetryOptions | false; module?: URL }[] = [
+    { telemetry: false },
+    {},
+    { telemetry: { tracerProvider: sdk.provider, messageSampling: 0.01 }, module: TRACED_HANDLER },
+  ];
+  const rates: number[][] = [[], [], []];
+  const offRatios: number[] = [], sampledRatios: number[] = [];
+  try {
+    for (let r = 0; r < rounds; r++) {
+      const got: number[] = [];
+      for (let k = 0; k < 3; k++) {
+        const v = (r + k) % 3;
+        got[v] = (await engine(job, 2, undefined, "default", variants[v]))[0];
+        rates[v].push(got[v]);
+      }
+      offRatios.push(got[1] / got[0]);
+      sampledRatios.push(got[2] / got[0]);
+      console.error(
+        `  tracing round ${r + 1}/${rounds}: ` +
+          got.map((x, i) => `${TRACING_VARIANTS[i].slice(0, 4)} ${Math.round(x)}`).join(", "),
+      );
+    }
+    await sdk.provider.forceFlush();
+  } finally {
+    await sdk.provider.shutdown();
+  }
+  return { rates, offRatios, sampledRatios, sampledSpans: sdk.exporter.count };
+}
+
+/**
+ * The main thread's per-message instrumentation in the three tracing variants, in ns: the pump's
+ * raw path (as our transport feeds it) into a dispatcher that takes every payload and does
+ * nothing. The best of `reps` interleaved repetitions of `n` messages each.
+ */
+async function instrumentationCost(n: number, reps: number): Promise<number[]> {
+  const sdk = sdkProvider();
+  const payload = new Uint8Array(64);
+  const target = {
+    id: "bench",
+    push: () => true,
+    deliver: () => true,
+    writable: () => Promise.resolve(),
+    pause: () => Promise.reject(new Error("not in this benchmark")),
+    end() {},
+  } as DispatchConnection;
+  const observe = (options?: TelemetryOptions) => ({
+    telemetry: new Telemetry("wse.bench", options),
+    destination: "/bench",
+    clientId: "bench",
+  });
+  const variants = [
+    undefined,
+    observe(),
+    observe({ tracerProvider: sdk.provider, messageSampling: 0.01 }),
+  ];
+  const best = [Infinity, Infinity, Infinity];
+  try {
+    for (let r = 0; r < reps; r++) {
+      for (let k = 0; k < 3; k++) {
+        const v = (r + k) % 3;
+        let sink: MessageSink | undefined;
+        const p = pump(
+          {
+            poll: () => undefined,
+            onReadable() {},
+            setSink: (s) => void (sink = s),
+            closed: new Promise<CloseInfo>(() => {}), // never closes: the loop below is the stream
+            isClosed: false,
+          },
+          target,
+          { observe: variants[v] },
+        );
+        const t0 = performance.now();
+        for (let i = 0; i < n; i++) sink!.deliver(false, payload);
+        best[v] = Math.min(best[v], ((performance.now() - t0) * 1e6) / n);
+        p.stop();
+        await new Promise((resolve) => setTimeout(resolve, 0)); // let the SDK's batch go
+      }
+    }
+    await sdk.provider.forceFlush();
+  } finally {
+    await sdk.provider.shutdown();
+  }
+  return best;
+}
+
 /** Exported entry point (`bench/main.ts`). */
 export async function main(flags: string[]): Promise<void> {
   const load0 = Deno.loadavg();
@@ -376,8 +502,11 @@ export async function main(flags: string[]): Promise<void> {
     { group: "1 ms CPU 16 KiB", size: 16384, cpu: 1, fast: 1_000 * scale, slow: 1_000 * scale },
   ];
   const latency = { pool: [] as number[], inline: [] as number[] };
+  const tracingOnly = flags.includes("--tracing-only");
+  let tracing: Awaited<ReturnType<typeof tracingRounds>> | undefined;
+  let perMessage = [NaN, NaN, NaN];
   try {
-    for (let s = 0; s < sets; s++) {
+    for (let s = 0; s < (tracingOnly ? 0 : sets); s++) {
       for (const g of flags.includes("--latency-only") ? [] : groups) {
         const job = (n: number): Job => ({ n, size: g.size, cpu: g.cpu });
         if (g.cpu === 0) {
@@ -456,6 +585,8 @@ export async function main(flags: string[]): Promise<void> {
         latency[key].push(...added.slice(Math.floor(added.length / 10))); // skip warm-up
       }
     }
+    tracing = await tracingRounds(200_000, quick ? 5 : 15);
+    perMessage = await instrumentationCost(1_000_000, quick ? 5 : 9);
   } finally {
     closeReports(); // the inline runs' channel (this thread's copy of the handler module)
     for (const w of pm) w.terminate();
@@ -465,11 +596,45 @@ export async function main(flags: string[]): Promise<void> {
     await sender.status;
   }
 
+  const tracingRows: Row[] = TRACING_VARIANTS.map((name, i) => ({
+    group: "tracing cost: 2 workers, default transport, no-op 64 B",
+    name,
+    rate: median(tracing!.rates[i]),
+  }));
+  const tracingKeys = {
+    // The relative slowdown, 1 − median over rounds of (variant ÷ telemetry disabled).
+    tracing_off_overhead: 1 - median(tracing!.offRatios),
+    tracing_sampled_1pct_overhead: 1 - median(tracing!.sampledRatios),
+    tracing_off_ns_per_msg: perMessage[1] - perMessage[0],
+    tracing_sampled_1pct_ns_per_msg: perMessage[2] - perMessage[0],
+  };
+  const tracingNotes = {
+    tracing:
+      "(t0)/(t1)/(t2) interleaved, rotating order each round; overhead = 1 − median over rounds of (variant ÷ (t0))",
+    tracing_rounds: tracing!.offRatios.length,
+    tracing_off_ratios: tracing!.offRatios.map((x) => +x.toFixed(3)),
+    tracing_sampled_ratios: tracing!.sampledRatios.map((x) => +x.toFixed(3)),
+    // main-thread spans (receive) the SDK got in the sampled runs: about 1 % of its messages
+    tracing_sampled_main_spans: tracing!.sampledSpans,
+    tracing_pump_ns_per_msg: perMessage.map((x) => +x.toFixed(1)),
+  };
+  if (tracingOnly) {
+    // its own results file: the whole run's stay as they are
+    await writeReport("dispatch-tracing", "Tracing cost (msg/s)", tracingRows, tracingKeys, {
+      quick,
+      ...tracingNotes,
+      loadavg_start: load0,
+      loadavg_end: Deno.loadavg(),
+      cores: CORES,
+    });
+    return;
+  }
   const rows: Row[] = [...results.values()].map((r) => ({
     group: r.group,
     name: r.name,
     rate: median(r.rates),
   }));
+  rows.push(...tracingRows);
   const rate = (group: string, prefix: string) =>
     rows.find((r) => r.group === group && r.name.startsWith(prefix))?.rate ?? NaN;
   const N = `(c) wse ${CORES} worker${CORES > 1 ? "s" : ""}`;
@@ -511,6 +676,7 @@ export async function main(flags: string[]): Promise<void> {
     pool_own_vs_own_raw_64: rate("no-op 64 B", "(c'')") / rate("no-op 64 B", "(a')"),
     pool_1000conns_vs_1conn_64: rate("no-op 64 B", "(f)") / rate("no-op 64 B", "(g)"),
     recv_16k_own_vs_native: rate("no-op 16 KiB", "(a')") / rate("no-op 16 KiB", "(a)"),
+    ...tracingKeys,
   };
   await writeReport("dispatch", "Socket → onMessage dispatch (msg/s)", rows, ratios, {
     sets,
@@ -518,6 +684,7 @@ export async function main(flags: string[]): Promise<void> {
     sender: "separate process, raw TCP, prebuilt frames, up to 1000 per write",
     through:
       "WebSocketEngine with the workers option: (b)/(c) on the whatwg adapter, (b')/(c'') on wseAdapter (our transport), (c*) with no adapter option (our transport by default); (c') feeds PoolDispatcher straight from a WebSocket; (f)/(f')/(g) open many (or one) of our connections and pump them into one dispatcher, no engine",
+    ...tracingNotes,
     loadavg_start: load0,
     loadavg_end: Deno.loadavg(),
     cores: CORES,

@@ -73,7 +73,7 @@ export const R = {
   PAYLOAD: 3,
   /** Ordering lane, or -1. */
   LANE: 4,
-  /** Trace bytes after the payload (`traceparent` + "\n" + `tracestate`). */
+  /** Trace bytes after the payload: `traceparent`, `tracestate`, arrival (ms), one per line. */
   TRACE: 5,
   /** Connection slot in the connection table. */
   SLOT: 6,

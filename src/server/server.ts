@@ -325,7 +325,10 @@ export class Server {
       pongTimeoutMs: o.keepAlive?.timeoutMs,
       checkOrigin: async (origin, request) => {
         const ok = await o.checkOrigin(origin, request);
-        if (!ok) this.#upgradeSpan(request, origin)?.end();
+        if (!ok) {
+          this.#upgradeSpan(request, origin)?.end();
+          this.#tel.refuse("origin");
+        }
         return ok;
       },
       admit: (request) => {
@@ -334,6 +337,7 @@ export class Server {
         if (refusal) {
           span?.setAttribute(ATTR.RESULT, `refused ${refusal.status}`);
           span?.end();
+          this.#tel.refuse(refusal.body);
         }
         return refusal;
       },
@@ -409,9 +413,15 @@ export class Server {
     try {
       allowed = await this.#o.checkOrigin(request.headers.get("origin"), upgradeRequest);
     } catch { /* refused */ }
-    if (!allowed) return new Response("origin not allowed", { status: 403 });
+    if (!allowed) {
+      this.#tel.refuse("origin");
+      return new Response("origin not allowed", { status: 403 });
+    }
     const refusal = this.#admission();
-    if (refusal) return new Response(refusal.body, { status: refusal.status });
+    if (refusal) {
+      this.#tel.refuse(refusal.body);
+      return new Response(refusal.body, { status: refusal.status });
+    }
     const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) =>
       s.trim()
     ).filter(Boolean);

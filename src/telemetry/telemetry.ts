@@ -145,9 +145,12 @@ export class Telemetry {
   #tracer?: Tracer;
   #tracing = false;
   #asks = 0;
+  /** Messages still to leave out before the next traced one (see `messageSampling`). */
+  #skip: number;
   #meter?: Meter;
   #reconnects?: Counter;
   #drops?: Counter;
+  #refusals?: Counter;
   #latency?: Histogram;
 
   /**
@@ -157,6 +160,7 @@ export class Telemetry {
   constructor(readonly component: string, options?: TelemetryOptions | false) {
     this.#off = options === false;
     this.#options = options || undefined;
+    this.#skip = this.#gap();
     this.#probe();
   }
 
@@ -172,8 +176,24 @@ export class Telemetry {
   /** True when this message is to be traced: tracing, and it falls in `messageSampling`. */
   sampleMessage(): boolean {
     if (!this.tracing) return false;
+    if (this.#skip > 0) {
+      this.#skip--;
+      return false;
+    }
+    this.#skip = this.#gap();
+    return true;
+  }
+
+  /**
+   * How many messages to leave out before the next traced one. Each message is traced with
+   * probability `messageSampling`, independently; the gaps between traced ones are then
+   * geometric, so one random draw per traced message decides the same as one per message.
+   */
+  #gap(): number {
     const r = this.#options?.messageSampling ?? 1;
-    return r >= 1 || Math.random() < r;
+    if (r >= 1) return 0;
+    if (!(r > 0)) return Infinity;
+    return Math.floor(Math.log(1 - Math.random()) / Math.log(1 - r));
   }
 
   #probe(): void {
@@ -238,6 +258,15 @@ export class Telemetry {
     (this.#drops ??= this.meter.createCounter("wse.drops", {
       description: "Messages dropped or refused, by cause",
       unit: "{message}",
+    })).add(1, { cause });
+  }
+
+  /** Counts an upgrade request the server refused, by cause ("origin", "starting"...). */
+  refuse(cause: string): void {
+    if (this.#off) return;
+    (this.#refusals ??= this.meter.createCounter("wse.upgrades.refused", {
+      description: "Upgrade requests refused, by cause",
+      unit: "{request}",
     })).add(1, { cause });
   }
 

@@ -93,3 +93,31 @@ Deno.test("telemetry: a global provider registered later is picked up", () => {
     trace.disable();
   }
 });
+
+Deno.test("telemetry: messageSampling traces that share of messages, decided per message", async () => {
+  const { provider: p } = provider();
+  const count = (rate: number, n: number) => {
+    const t = new Telemetry("wse.test", { tracerProvider: p, messageSampling: rate });
+    let traced = 0;
+    for (let i = 0; i < n; i++) if (t.sampleMessage()) traced++;
+    return traced;
+  };
+  assert.equal(count(1, 1000), 1000);
+  assert.equal(count(0, 100_000), 0);
+  // binomial(100 000, 0.1): mean 10 000, standard deviation about 95
+  const tenth = count(0.1, 100_000);
+  assert.ok(tenth > 9_000 && tenth < 11_000, `${tenth} of 100 000 at 0.1`);
+  const hundredth = count(0.01, 100_000);
+  assert.ok(hundredth > 700 && hundredth < 1_300, `${hundredth} of 100 000 at 0.01`);
+  // and not in a fixed pattern: the gaps between traced messages vary
+  const t = new Telemetry("wse.test", { tracerProvider: p, messageSampling: 0.05 });
+  const gaps = new Set<number>();
+  for (let i = 0, last = 0; i < 10_000; i++) {
+    if (t.sampleMessage()) {
+      gaps.add(i - last);
+      last = i;
+    }
+  }
+  assert.ok(gaps.size > 10, `${gaps.size} distinct gaps`);
+  await p.shutdown();
+});
