@@ -50,6 +50,7 @@ import {
   writeConnection,
 } from "./ring.ts";
 import { RingWriter, type WriterStats } from "./ring_writer.ts";
+import { withCarrier } from "../telemetry/telemetry.ts";
 import { sharedMemoryProblem } from "./shared_memory.ts";
 import type {
   ConnectionHost,
@@ -702,23 +703,23 @@ export class PoolDispatcher implements Dispatcher {
   #op(slot: Slot, op: Op): void {
     switch (op[0]) {
       case "send": {
-        const [, s, gen, id, data] = op;
+        const [, s, gen, id, data, trace] = op;
         const conn = this.#conns[s];
         if (!conn || conn.gen !== gen || this.#closed) {
           this.#ack(slot, id, new ConnectionClosedError("the connection has ended"));
           break;
         }
-        this.#answer(slot, id, () => conn.host.send(data));
+        this.#answer(slot, id, () => withCarrier(trace, () => conn.host.send(data)));
         break;
       }
       case "call": {
-        const [, s, gen, id, name, args] = op;
+        const [, s, gen, id, name, args, trace] = op;
         const host = this.#hostOf(s, gen);
         if (!host || this.#closed) {
           this.#ack(slot, id, new ConnectionClosedError("the connection has ended"));
           break;
         }
-        this.#answer(slot, id, () => host.call(name, args));
+        this.#answer(slot, id, () => withCarrier(trace, () => host.call(name, args)));
         break;
       }
       case "error":

@@ -8,6 +8,7 @@
 
 import type { OutgoingData } from "../transport/types.ts";
 import type { SharedChannel } from "./ring.ts";
+import type { TraceCarrier } from "../telemetry/telemetry.ts";
 
 /** Main thread → worker: start; the channel to read and where the handler module is. */
 export interface InitMessage {
@@ -55,12 +56,22 @@ export type ToWorker = InitMessage | AcksMessage | StopMessage;
  * An operation from a handler for connection (`slot`, `gen`):
  * - `send`: send on the connection (answered);
  * - `call`: one of the owner's named operations (answered with its result);
+ *   both carry the trace context of the message being handled, when it was traced, so what the
+ *   main thread does for them continues that trace;
  * - `error`: a handler threw (not answered);
  * - `ended`: the connection's close record was handled; `dropped` messages were discarded.
  */
 export type Op =
-  | ["send", slot: number, gen: number, id: number, data: OutgoingData]
-  | ["call", slot: number, gen: number, id: number, op: string, args: unknown[]]
+  | ["send", slot: number, gen: number, id: number, data: OutgoingData, trace?: TraceCarrier]
+  | [
+    "call",
+    slot: number,
+    gen: number,
+    id: number,
+    op: string,
+    args: unknown[],
+    trace?: TraceCarrier,
+  ]
   | ["error", slot: number, gen: number, error: unknown]
   | ["ended", slot: number, gen: number, dropped: number];
 

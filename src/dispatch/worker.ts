@@ -11,7 +11,13 @@ import { runtime } from "../platform/runtime.ts";
 import { ConnectionClosedError, type OutgoingData } from "../transport/types.ts";
 import { type Deferred, deferred, within } from "../util/async.ts";
 import { Lease } from "./lease.ts";
-import { ATTR, carrierOf, processMessage, Telemetry } from "../telemetry/telemetry.ts";
+import {
+  ATTR,
+  carrierOf,
+  processMessage,
+  Telemetry,
+  type TraceCarrier,
+} from "../telemetry/telemetry.ts";
 import {
   C,
   claim,
@@ -222,20 +228,42 @@ async function readerLoop(
     return stopping || Atomics.load(ctl, C.STOP) !== 0;
   }
 
-  function call(slot: number, gen: number, op: string, args: unknown[]): Promise<unknown> {
+  function call(
+    slot: number,
+    gen: number,
+    op: string,
+    args: unknown[],
+    trace: TraceCarrier | undefined,
+  ): Promise<unknown> {
     const id = ++callSeq;
     const d = deferred<unknown>();
     acks.set(id, d);
-    post(["call", slot, gen, id, op, args.map(owned)]);
+    post(
+      trace ? ["call", slot, gen, id, op, args.map(owned), trace] : [
+        "call",
+        slot,
+        gen,
+        id,
+        op,
+        args.map(owned),
+      ],
+    );
     d.promise.catch(() => {});
     return d.promise;
   }
 
-  function send(slot: number, gen: number, data: OutgoingData): Promise<void> {
+  function send(
+    slot: number,
+    gen: number,
+    data: OutgoingData,
+    trace?: TraceCarrier,
+  ): Promise<void> {
     const id = ++callSeq;
     const d = deferred<unknown>();
     acks.set(id, d);
-    post(["send", slot, gen, id, owned(data)]);
+    post(
+      trace ? ["send", slot, gen, id, owned(data), trace] : ["send", slot, gen, id, owned(data)],
+    );
     d.promise.catch(() => {});
     return d.promise as Promise<void>;
   }
@@ -282,9 +310,10 @@ async function readerLoop(
       connectionId: readConnectionId(table, slot),
       workerId,
       trace: undefined,
-      send: (data) => send(slot, gen, data),
+      // the trace of the message being handled goes along: the main thread's send joins it
+      send: (data) => send(slot, gen, data, b.trace),
       pause: (signal) => pause(slot, gen, signal),
-      call: (op, ...args) => call(slot, gen, op, args),
+      call: (op, ...args) => call(slot, gen, op, args, b.trace),
     };
     c = { gen, base: b, ctx: shape ? shape(b) : b };
     contexts.set(slot, c);

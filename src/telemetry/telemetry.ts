@@ -326,6 +326,22 @@ export class Telemetry {
 }
 
 /**
+ * Runs `fn` with the context `carrier` holds as the active one (spans `fn` starts are its
+ * children), or plainly when there is none: the main thread doing what a worker's handler asked.
+ *
+ * @example
+ * ```ts
+ * import { withCarrier } from "./telemetry.ts";
+ * const n = withCarrier(undefined, () => 42); // no trace: just runs
+ * console.log(n);
+ * ```
+ */
+export function withCarrier<T>(carrier: TraceCarrier | undefined, fn: () => T): T {
+  const parent = contextOf(carrier);
+  return parent ? context.with(parent, fn) : fn();
+}
+
+/**
  * Runs the handler of a traced message (`carrier` set: the message was sampled) inside a
  * `process` span, a child of the message's `receive` span — in a worker, on the worker's own
  * provider — and records the dispatch latency; `fn` gets the span, whose context the handler's

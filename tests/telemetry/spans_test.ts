@@ -161,3 +161,34 @@ Deno.test({
     await m.provider.shutdown();
   },
 });
+
+Deno.test({
+  name: "tracing: a send from a worker's handler continues the message's trace on the main thread",
+  ...SAN,
+  fn: async () => {
+    const m = memory();
+    const server = createServer({
+      telemetry: { tracerProvider: m.provider },
+      workers: { module: new URL("./fixtures/echo_worker.ts", import.meta.url), count: 1 },
+    });
+    const { port } = await server.listen();
+    await server.ready;
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/echo`);
+    try {
+      await new Promise((r) => (ws.onopen = r));
+      const got = new Promise<MessageEvent>((r) => (ws.onmessage = r));
+      ws.send("hi");
+      assert.equal((await got).data, "echo hi");
+      await until(() => m.spans().some((s) => s.name.startsWith("send ")), "the send span");
+      const receive = m.named("receive /echo")[0];
+      const send = m.spans().find((s) => s.name.startsWith("send "))!;
+      // the worker has no SDK of its own: its handler's context is the receive span's
+      assert.equal(send.spanContext().traceId, receive.spanContext().traceId);
+      assert.equal(send.parentSpanContext?.spanId, receive.spanContext().spanId);
+    } finally {
+      ws.close();
+      await server.stop();
+    }
+    await m.provider.shutdown();
+  },
+});
