@@ -80,6 +80,8 @@ const url = (j: Job) =>
 interface Done {
   starts: number[];
   seqs: number[];
+  /** When the handler finished the final message, on this thread's `performance.now()` clock. */
+  end: number;
 }
 
 /**
@@ -88,7 +90,7 @@ interface Done {
  */
 function finalReport(timeoutMs: number): { promise: Promise<Done>; cancel(): void } {
   const bc = new BroadcastChannel("wse-bench-dispatch");
-  const acc: Done = { starts: [], seqs: [] };
+  const acc: Done = { starts: [], seqs: [], end: 0 };
   let timer: ReturnType<typeof setTimeout> | undefined;
   const promise = new Promise<Done>((resolve, reject) => {
     timer = setTimeout(
@@ -99,6 +101,7 @@ function finalReport(timeoutMs: number): { promise: Promise<Done>; cancel(): voi
       acc.starts.push(...e.data.starts);
       acc.seqs.push(...e.data.seqs);
       if (e.data.done) {
+        acc.end = e.data.at - performance.timeOrigin;
         clearTimeout(timer);
         // stragglers from other workers
         setTimeout(() => {
@@ -213,7 +216,7 @@ async function engine(
   try {
     await e.start();
     const done = await report.promise;
-    const rate = j.n / ((performance.now() - t0) / 1000);
+    const rate = j.n / ((done.end - t0) / 1000);
     return [rate, done];
   } finally {
     report.cancel();
@@ -256,8 +259,8 @@ async function direct(j: Job, workers: number): Promise<number> {
     }
   };
   try {
-    await report.promise;
-    return j.n / ((performance.now() - t0) / 1000);
+    const { end } = await report.promise;
+    return j.n / ((end - t0) / 1000);
   } finally {
     report.cancel();
     await closeWs(ws);
@@ -349,8 +352,8 @@ async function postMessagePool(j: Job, workers: Worker[]): Promise<number> {
   ws.onopen = () => t0 = performance.now();
   ws.onmessage = (e) => workers[i++ % workers.length].postMessage(e.data, [e.data]);
   try {
-    await report.promise;
-    return j.n / ((performance.now() - t0) / 1000);
+    const { end } = await report.promise;
+    return j.n / ((end - t0) / 1000);
   } finally {
     report.cancel();
     await closeWs(ws);

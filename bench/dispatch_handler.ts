@@ -19,7 +19,10 @@ function busy(ms: number): void {
 let channel: BroadcastChannel | undefined;
 
 function report(done: boolean): void {
-  (channel ??= new BroadcastChannel("wse-bench-dispatch")).postMessage({ done, starts, seqs });
+  // `at`: when the final message was handled (absolute ms), so the run's clock stops there and
+  // not when the report happens to arrive.
+  const at = performance.timeOrigin + performance.now();
+  (channel ??= new BroadcastChannel("wse-bench-dispatch")).postMessage({ done, at, starts, seqs });
   starts = [];
   seqs = [];
 }

@@ -40,6 +40,7 @@ import {
   MAX_WORKERS,
   R,
   release,
+  ST_DONE,
   T_DROPPED,
   T_STATE,
   takeFor,
@@ -395,9 +396,12 @@ export class PoolDispatcher implements Dispatcher {
       const c = this.#conns[slot];
       if (c && c.gen === gen) c.pending--;
     };
+    const all = Array.from({ length: this.#count }, (_, i) => i);
     for (let i = 0; i < rings; i++) {
+      // a channel's readers: every worker in shared mode, its own worker in sticky mode
+      const readers = this.#sticky ? [i] : all;
       this.#writers.push(
-        new RingWriter(ringBytes, maxSide, options.publishBatch ?? 1024, onReclaim),
+        new RingWriter(ringBytes, maxSide, options.publishBatch ?? 1024, readers, onReclaim),
       );
     }
     this.#table = new SharedArrayBuffer(TABLE_START * CONN_WORDS * 4, {
@@ -550,7 +554,10 @@ export class PoolDispatcher implements Dispatcher {
       );
       return true;
     }
-    if (conn.pending >= this.#maxPer) return false;
+    if (conn.pending >= this.#maxPer) {
+      w.reclaim(); // counts its handled records
+      if (conn.pending >= this.#maxPer) return false;
+    }
     if (!w.write(text ? 0 : K_BINARY, conn.slot, conn.gen, lane, data, encodeTrace(trace))) {
       return false;
     }
@@ -786,7 +793,8 @@ export class PoolDispatcher implements Dispatcher {
     }
     let message: WireMessage | undefined;
     let host: ConnectionHost | undefined;
-    if (inflight > 0) {
+    // a record marked done was handled: the worker died before it said so in its word
+    if (inflight > 0 && Atomics.load(w.ring, ((inflight - 1) >> 2) + R.STATE) !== ST_DONE) {
       const pos = inflight - 1;
       const d = decode(w.bytes, w.ring, w.side, pos, true);
       host = this.#hostOf(d.slot, d.gen);

@@ -177,17 +177,24 @@ export async function lockAsync(
 /** Releases the lock held by `token` (no-op if someone else holds it). */
 export function unlock(ctl: Int32Array, token: number): void {
   if (Atomics.compareExchange(ctl, C.LOCK, token, 0) !== token) return;
-  if (Atomics.load(ctl, C.LOCK_WAITERS) > 0) Atomics.notify(ctl, C.LOCK, 1);
+  if (ctl[C.LOCK_WAITERS] > 0) Atomics.notify(ctl, C.LOCK, 1); // after a full fence: plain
 }
 
 /** What {@linkcode claim} returns when nothing is published. */
 export const CLAIM_EMPTY = -1;
 
+// The claim path runs once per message in a worker, and each `Atomics` call costs 8–20 ns (a
+// builtin call, not an inlined instruction). So only the synchronizing accesses are atomic: the
+// lock's compare-exchange (which orders everything done under the lock), the load of `PUB` (after
+// it the published records are complete), the in-flight word (the main thread reuses a passed
+// record's bytes once no reader names it) and the store of `ST_DONE`. Words written only under
+// the lock (`CLAIMED`, `RPOS`, a record's claim) are plain int32 accesses: aligned, never torn.
+
 /** Moves the cursor past the record at `pos` (`len` bytes). Under the lock. */
 function advance(ctl: Int32Array, ring: Int32Array, pos: number, len: number): void {
   const next = pos + len;
-  Atomics.store(ctl, C.RPOS, next >= ring.length * 4 ? 0 : next);
-  Atomics.store(ctl, C.CLAIMED, (Atomics.load(ctl, C.CLAIMED) + 1) | 0);
+  ctl[C.RPOS] = next >= ring.length * 4 ? 0 : next;
+  ctl[C.CLAIMED] = (ctl[C.CLAIMED] + 1) | 0;
 }
 
 /**
@@ -205,37 +212,36 @@ export function claim(
 ): number {
   // Bounded: every turn passes one published record.
   for (;;) {
-    if (Atomics.load(ctl, C.CLAIMED) === Atomics.load(ctl, C.PUB)) return CLAIM_EMPTY;
-    let pos = Atomics.load(ctl, C.RPOS);
+    if (ctl[C.CLAIMED] === Atomics.load(ctl, C.PUB)) return CLAIM_EMPTY;
+    let pos = ctl[C.RPOS];
     let w = pos >> 2;
     if (ring[w + R.LEN] === -1) {
       Atomics.store(ring, w + R.STATE, ST_DONE);
       pos = 0;
       w = 0;
-      Atomics.store(ctl, C.RPOS, 0);
+      ctl[C.RPOS] = 0;
     }
     const len = ring[w + R.LEN];
-    const state = Atomics.load(ring, w + R.STATE);
-    if (state !== ST_WRITTEN) { // taken by a lease: already done
+    if (ring[w + R.STATE] !== ST_WRITTEN) { // taken by a lease: already done
       advance(ctl, ring, pos, len);
       continue;
     }
     if (!(ring[w + R.KIND] & (K_OPEN | K_CLOSE))) {
       const t = ring[w + R.SLOT] * CONN_WORDS;
-      if (
-        Atomics.load(table, t + T_STATE) === CS_DISCARD &&
-        Atomics.load(table, t + T_GEN) === ring[w + R.GEN]
-      ) {
+      // a discard racing with this claim lets one more message through (an atomic read too)
+      if (table[t + T_STATE] === CS_DISCARD && table[t + T_GEN] === ring[w + R.GEN]) {
         Atomics.add(table, t + T_DROPPED, 1);
+        done(ctl, ring, pos); // before the cursor passes it: then its bytes may be reused
         advance(ctl, ring, pos, len);
-        done(ctl, ring, pos);
         continue;
       }
     }
     const lane = ring[w + R.LANE];
     if (lane >= 0 && Atomics.compareExchange(ctl, LANE_BASE + lane, 0, 1) !== 0) return -2 - lane;
+    // atomic, before the cursor moves: the main thread reclaims what the cursor passed unless
+    // a reader's in-flight word names it
     if (inflightWord >= 0) Atomics.store(ctl, inflightWord, pos + 1);
-    Atomics.store(ring, w + R.STATE, ST_CLAIMED);
+    ring[w + R.STATE] = ST_CLAIMED;
     advance(ctl, ring, pos, len);
     return pos;
   }
@@ -279,8 +285,9 @@ export function takeFor(ctl: Int32Array, ring: Int32Array, slot: number, gen: nu
 function done(ctl: Int32Array, ring: Int32Array, pos: number): void {
   Atomics.store(ring, (pos >> 2) + R.STATE, ST_DONE);
   // A main thread waiting for room is woken once per 32 records freed (it waits for a quarter
-  // of the ring anyway); a reader about to sleep wakes it for the rest (wakeMain).
-  if (Atomics.load(ctl, C.MAIN_WAITING) !== 0 && (Atomics.add(ctl, C.FREED, 1) & 31) === 31) {
+  // of the ring anyway); a reader about to sleep wakes it for the rest (wakeMain). The store
+  // above is a full fence: this plain load sees a wait that began before it.
+  if (ctl[C.MAIN_WAITING] !== 0 && (Atomics.add(ctl, C.FREED, 1) & 31) === 31) {
     Atomics.notify(ctl, C.FREED);
   }
 }

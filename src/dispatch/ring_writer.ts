@@ -16,6 +16,8 @@ import {
   type SharedChannel,
   ST_DONE,
   ST_WRITTEN,
+  W_INFLIGHT,
+  WORKER_STRIDE,
 } from "./ring.ts";
 import { encodeIntoShared } from "./shared_text.ts";
 
@@ -63,6 +65,19 @@ export class RingWriter {
   #usedAtFull = 0;
   #closed = false;
   readonly #onReclaim?: (slot: number, gen: number) => void;
+  /** Per-worker words of the readers of this channel (their in-flight record). */
+  readonly #inflightWords: number[];
+  /** A reader's in-flight record offsets, as read by the last reclaim (reused). */
+  readonly #busy: number[];
+  // What this writer put in the ring, oldest first, three words per record: its length, its
+  // connection slot (-1 for a wrap marker) and generation. Reclaiming reads this log, not the
+  // records' headers: a header's cache line was last written by the worker that handled it, and
+  // reading it back costs a cache miss per record.
+  #log = new Int32Array(3 * 256);
+  #logFirst = 0;
+  #logCount = 0;
+  /** `write` reclaims once `#used` exceeds this. */
+  #reclaimAt = 0;
 
   /**
    * Creates the channel's shared memory. `onReclaim` hears of every handled record whose bytes
@@ -72,9 +87,12 @@ export class RingWriter {
     ringBytes: number,
     maxSideBytes: number,
     publishBatch: number,
+    readers: readonly number[],
     onReclaim?: (slot: number, gen: number) => void,
   ) {
     this.#onReclaim = onReclaim;
+    this.#inflightWords = readers.map((i) => C.WORKER_BASE + i * WORKER_STRIDE + W_INFLIGHT);
+    this.#busy = readers.map(() => -1);
     this.#cap = align8(ringBytes);
     this.#batch = Math.max(1, publishBatch);
     this.ctl = new Int32Array(new SharedArrayBuffer(CONTROL_BYTES));
@@ -105,6 +123,11 @@ export class RingWriter {
     return this.#used;
   }
 
+  /** Frees the bytes of handled records now (`write` does it only from time to time). */
+  reclaim(): void {
+    this.#reclaim();
+  }
+
   /**
    * Writes one record. `payload` may be a string (UTF-8 encoded into the ring) or bytes (copied).
    * Returns false when there is no room now; then wait for {@linkcode RingWriter.writable}.
@@ -121,7 +144,10 @@ export class RingWriter {
     // A string's UTF-8 length is at most 3 bytes per UTF-16 unit: reserve that, trim after.
     const maxPayload = typeof payload === "string" ? payload.length * 3 : payload.length;
     let len = align8(HEADER + maxPayload + traceLen);
-    this.#reclaim();
+    // Reclaiming reads words the readers write per record (cache lines owned by another core):
+    // done in bulk, once a sixteenth of the ring was written since the last time, or when the
+    // ring looks full.
+    if (this.#used > this.#reclaimAt) this.#reclaim();
     let bytes = payload;
     if (len > this.#cap >> 1) {
       if (typeof bytes === "string") bytes = encoder.encode(bytes);
@@ -135,8 +161,12 @@ export class RingWriter {
         len = align8(HEADER + traceLen);
       }
     }
-    const pos = this.#alloc(len);
-    if (pos < 0) return this.#full();
+    let pos = this.#alloc(len);
+    if (pos < 0) {
+      this.#reclaim();
+      pos = this.#alloc(len);
+      if (pos < 0) return this.#full();
+    }
     const ring = this.ring;
     const w = pos >> 2;
     let at = pos + HEADER;
@@ -166,7 +196,9 @@ export class RingWriter {
     ring[w + R.TRACE] = traceLen;
     ring[w + R.SLOT] = slot;
     ring[w + R.GEN] = gen;
-    Atomics.store(ring, w + R.STATE, ST_WRITTEN);
+    // plain: readers look at a record only after the atomic store of `PUB` that publishes it
+    ring[w + R.STATE] = ST_WRITTEN;
+    this.#logPush(len, slot, gen);
     this.#written = (this.#written + 1) | 0;
     this.#afterWrite(len);
     return true;
@@ -318,30 +350,66 @@ export class RingWriter {
     return Atomics.load(this.ring, (this.#sideRecord >> 2) + R.STATE) === ST_DONE;
   }
 
+  #logPush(len: number, slot: number, gen: number): void {
+    let log = this.#log;
+    const entries = log.length / 3;
+    if (this.#logCount === entries) {
+      // full: double it, oldest entry first (a ring never holds more records than it has bytes / 32)
+      const grown = new Int32Array(log.length * 2);
+      const first = this.#logFirst * 3;
+      grown.set(log.subarray(first));
+      grown.set(log.subarray(0, first), log.length - first);
+      this.#log = log = grown;
+      this.#logFirst = 0;
+    }
+    const e = ((this.#logFirst + this.#logCount) & (log.length / 3 - 1)) * 3;
+    log[e] = len;
+    log[e + 1] = slot;
+    log[e + 2] = gen;
+    this.#logCount++;
+  }
+
   /**
-   * Frees the bytes of done records, oldest first, but only of records the claim cursor has
-   * passed: one a lease took out of order is done before the cursor reaches it.
+   * Frees the bytes of handled records, oldest first. A record the claim cursor has passed is
+   * handled unless a reader still has it in flight (one lease took out of order is done before the
+   * cursor reaches it). The cursor is read before the in-flight words: a reader records its claim
+   * before it moves the cursor, so no claimed record is missed.
    */
   #reclaim(): void {
-    const ring = this.ring;
+    this.#free();
+    this.#reclaimAt = this.#used + (this.#cap >> 4);
+  }
+
+  #free(): void {
+    if (this.#logCount === 0) return;
+    const ctl = this.ctl;
+    let passed = (Atomics.load(ctl, C.CLAIMED) - this.#reclaimed) | 0;
+    const busy = this.#busy;
+    const words = this.#inflightWords;
+    for (let i = 0; i < words.length; i++) busy[i] = Atomics.load(ctl, words[i]) - 1;
     const cap = this.#cap;
-    const passed = Atomics.load(this.ctl, C.CLAIMED);
-    while (this.#used > 0) {
-      const w = this.#tail >> 2;
-      if (Atomics.load(ring, w) !== ST_DONE) break;
-      const len = ring[w + R.LEN];
-      if (len === -1) { // a wrap marker is done only once the cursor went past it
-        this.#used -= cap - this.#tail;
+    const log = this.#log;
+    const mask = log.length / 3 - 1;
+    while (this.#logCount > 0) {
+      const e = (this.#logFirst & mask) * 3;
+      const len = log[e];
+      if (log[e + 1] === -1) {
+        // a wrap marker: passed once the cursor has passed a record after it
+        if (passed <= 0) break;
+        this.#used -= len;
         this.#tail = 0;
-        continue;
+      } else {
+        if (passed <= 0 || busy.includes(this.#tail)) break;
+        passed--;
+        this.#reclaimed = (this.#reclaimed + 1) | 0;
+        this.#onReclaim?.(log[e + 1], log[e + 2]);
+        if (this.#tail === this.#sideRecord) this.#sideRecord = -1;
+        this.#used -= len;
+        this.#tail += len;
+        if (this.#tail === cap) this.#tail = 0;
       }
-      if (((passed - this.#reclaimed) | 0) <= 0) break;
-      this.#reclaimed = (this.#reclaimed + 1) | 0;
-      this.#onReclaim?.(ring[w + R.SLOT], ring[w + R.GEN]);
-      if (this.#tail === this.#sideRecord) this.#sideRecord = -1;
-      this.#used -= len;
-      this.#tail += len;
-      if (this.#tail === cap) this.#tail = 0;
+      this.#logFirst = (this.#logFirst + 1) & mask;
+      this.#logCount--;
     }
   }
 
@@ -358,6 +426,7 @@ export class RingWriter {
         const w = h >> 2;
         this.ring[w + R.LEN] = -1;
         Atomics.store(this.ring, w + R.STATE, ST_WRITTEN);
+        this.#logPush(cap - h, -1, 0);
         this.#used += cap - h + len;
         this.#head = len === cap ? 0 : len;
         return 0;

@@ -225,7 +225,7 @@ async function readerLoop(
   const leases: Lease[] = [];
 
   function stopped(): boolean {
-    return stopping || Atomics.load(ctl, C.STOP) !== 0;
+    return stopping || ctl[C.STOP] !== 0; // checked per message: plain (see ring.ts)
   }
 
   function call(
@@ -331,6 +331,7 @@ async function readerLoop(
 
   let streak = 0;
   let slow = false;
+  let turnStart = performance.now();
   for (let i = 0; i < Number.MAX_SAFE_INTEGER; i++) {
     if (stopped()) break;
     if (!tryLock(ctl, token)) await lockAsync(ctl, token);
@@ -339,7 +340,7 @@ async function readerLoop(
       break;
     }
     const pos = claim(ctl, ring, table, inflightWord);
-    const seen = Atomics.load(ctl, C.CLAIMED);
+    const seen = ctl[C.CLAIMED]; // under the lock
     unlock(ctl, token);
     if (pos === CLAIM_EMPTY) {
       streak = 0;
@@ -364,9 +365,10 @@ async function readerLoop(
     }
     const d = decode(ringU8, ring, side, pos, false);
     const c = contextFor(d.slot, d.gen);
-    // Reading the clock is an op call: time one handler in 16, and keep its verdict between.
-    const timed = (i & 15) === 0;
-    const started = timed ? performance.now() : 0;
+    // Reading the clock is an op call: time one handler in 16 while they are slow, one in 64
+    // while they are fast, and keep the verdict between.
+    const timed: boolean = (i & (slow ? 15 : 63)) === 0;
+    const started: number = timed ? performance.now() : 0;
     try {
       let r: unknown;
       if (d.kind & K_OPEN) r = onConnect?.(c.ctx, d.info);
@@ -393,26 +395,37 @@ async function readerLoop(
     } catch (e) {
       fail(e, d.slot, d.gen, c.ctx);
     }
-    for (const lease of leases.splice(0)) lease.revoke(new LeaseResumedError());
+    if (leases.length > 0) {
+      for (const lease of leases.splice(0)) lease.revoke(new LeaseResumedError());
+    }
     if (d.kind & K_CLOSE) {
       contexts.delete(d.slot);
       post(["ended", d.slot, d.gen, Atomics.load(table, d.slot * CONN_WORDS + T_DROPPED)]);
     }
-    Atomics.store(ctl, inflightWord, 0);
+    // Done first, then not in flight: once no reader names a passed record the main thread may
+    // write a new one there, and a late `ST_DONE` would hide it.
     release(ctl, ring, pos);
+    Atomics.store(ctl, inflightWord, 0);
     // wake chaining: handlers are slow (≥ 50 µs) and more is published than this worker has
     // taken: wake a sleeping one. (For fast handlers one worker keeps up, and waking another
     // would only take CPU from the main thread.)
-    if (timed) slow = performance.now() - started >= 0.05;
+    let turnDue = false;
+    if (timed) {
+      const now = performance.now();
+      slow = now - started >= 0.05;
+      turnDue = now - turnStart >= 2;
+    }
     if (
       slow && Atomics.load(ctl, C.SLEEPERS) !== 0 &&
       Atomics.load(ctl, C.CLAIMED) !== Atomics.load(ctl, C.PUB)
     ) {
       Atomics.notify(ctl, C.PUB, 1);
     }
-    if (++streak >= 256) {
+    // a turn for `onmessage` every 2 ms of handlers (or 1024 of them) in a synchronous streak
+    if (++streak >= 1024 || turnDue) {
       streak = 0;
       await yieldTurn();
+      turnStart = performance.now();
     }
   }
   channel.port1.close();
