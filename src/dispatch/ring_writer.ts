@@ -58,6 +58,11 @@ export class RingWriter {
   #reclaimed = 0;
   #sideRecord = -1;
   #flushTimer?: ReturnType<typeof setTimeout>;
+  #turnQueued = false;
+  readonly #publishTurn = () => {
+    this.#turnQueued = false;
+    this.publish();
+  };
   #windowStart = 0;
   #windowCount = 0;
   #flood = false;
@@ -214,8 +219,9 @@ export class RingWriter {
 
   // A flood (over 250 writes in the previous 5 ms window, i.e. > 50k msg/s): publish in batches,
   // so the workers take them without a wake-up per message; the tail of the flood goes out on a
-  // timer (while a backlog drains no timer runs). Below that rate every write is published and a
-  // sleeping worker woken at once (a wake-up costs the main thread ~8 µs; affordable there).
+  // timer (while a backlog drains no timer runs). Below that rate what a turn wrote is published
+  // at the end of that turn, and a sleeping worker woken (a wake-up costs the main thread 5–40 µs:
+  // affordable there, not per record).
   // Reading the clock is an op call: look at it on the first write of a window and every 32nd.
   #afterWrite(len: number): void {
     if ((this.#windowCount & 31) === 0) {
@@ -231,10 +237,17 @@ export class RingWriter {
     if (this.#flood && this.#windowCount === 1) this.stats.floodWindows++;
     this.#unpublishedBytes += len;
     if (
-      !this.#flood || ((this.#written - this.#published) | 0) >= this.#batch ||
+      ((this.#written - this.#published) | 0) >= this.#batch ||
       this.#unpublishedBytes >= this.#cap >> 3
     ) {
       this.publish();
+    } else if (!this.#flood) {
+      // once per turn: a turn that writes many records (a read of many frames, or reads of many
+      // connections completing together) wakes a reader once, not once per record
+      if (!this.#turnQueued) {
+        this.#turnQueued = true;
+        queueMicrotask(this.#publishTurn);
+      }
     } else if (this.#flushTimer === undefined && !this.#closed) {
       this.#flushTimer = setTimeout(() => {
         this.#flushTimer = undefined;
