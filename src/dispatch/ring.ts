@@ -215,8 +215,7 @@ export function claim(
     if (ctl[C.CLAIMED] === Atomics.load(ctl, C.PUB)) return CLAIM_EMPTY;
     let pos = ctl[C.RPOS];
     let w = pos >> 2;
-    if (ring[w + R.LEN] === -1) {
-      Atomics.store(ring, w + R.STATE, ST_DONE);
+    if (ring[w + R.LEN] === -1) { // a wrap marker: the next record is at 0
       pos = 0;
       w = 0;
       ctl[C.RPOS] = 0;

@@ -437,8 +437,7 @@ export class RingWriter {
       }
       if (len <= t) {
         const w = h >> 2;
-        this.ring[w + R.LEN] = -1;
-        Atomics.store(this.ring, w + R.STATE, ST_WRITTEN);
+        this.ring[w + R.LEN] = -1; // a wrap marker: readers go on at 0
         this.#logPush(cap - h, -1, 0);
         this.#used += cap - h + len;
         this.#head = len === cap ? 0 : len;
