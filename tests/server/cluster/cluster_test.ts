@@ -10,6 +10,7 @@ import {
   startRedisServer,
 } from "../../../src/testing/redis_server.ts";
 import { type Client, client, until } from "../helpers.ts";
+import { clusterNodeOptions } from "../fixtures/cluster_node_options.ts";
 
 const HB = 200;
 const installed = await redisServerInstalled();
@@ -97,28 +98,7 @@ async function startLocal(
   redisUrl: string,
 ): Promise<{ server: Server; broker: RedisBroker; stop(): Promise<void> }> {
   const broker = await RedisBroker.connect({ url: redisUrl, reconnectMaxDelayMs: 200 });
-  const server = createServer({
-    nodeId: "a",
-    checkOrigin: "*",
-    cluster: {
-      broker,
-      heartbeatMs: HB,
-      requestTimeoutMs: 3000,
-      history: (t) => t.startsWith("h:") ? { size: 10_000, ttlMs: 600_000 } : undefined,
-    },
-    onMessage: async (m, ctx) => {
-      if (m.type !== "text") return;
-      const [cmd, topic, offset, epoch] = m.data.split(" ");
-      if (cmd === "who") await ctx.send(`id ${ctx.id}`);
-      else if (cmd === "sub") {
-        await ctx.subscribe(topic);
-        await ctx.send(`subscribed ${topic}`);
-      } else if (cmd === "subsince") {
-        const r = await ctx.subscribe(topic, { since: { offset: Number(offset), epoch } });
-        await ctx.send(`recovery ${JSON.stringify(r)}`);
-      }
-    },
-  });
+  const server = createServer(clusterNodeOptions("a", broker, HB));
   await server.listen();
   await server.ready;
   return {
